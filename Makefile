@@ -1,0 +1,32 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+# Both create .venv on first use (pinned versions from constraints.txt) and reuse it.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Some machines' pip configs name local indexes that do not exist; their warnings are noise.
+QUIET_PIP := { grep -v "^WARNING: Location" || true; }
+
+.PHONY: demo test test-slow setup clean-venv
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]" 2>&1 | $(QUIET_PIP)
+	$(PY) -c "import torch, torchvision, diffusers, peft, open_clip, bench, t2v_turbo_core"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+demo: $(STAMP)
+	$(VENV)/bin/bench --help
+
+clean-venv:
+	rm -rf $(VENV)
