@@ -1,0 +1,261 @@
+"""Video consistency distillation with mixed reward feedback (T2V-Turbo, Algorithm 1).
+
+One training step, given clean latents z and text c:
+  n ~ U{grid}, w ~ U[w_min, w_max], z_{t_{n+k}} = forward process(z, noise)
+  teacher (frozen, CFG in the LCM form) solves one DDIM step z_{t_{n+k}} -> z_hat_{t_n}
+  target  = f_{theta^-}(z_hat_{t_n}, w, c, t_n)            (no grad; EMA or online student)
+  pred    = f_theta(z_{t_{n+k}}, w, c, t_{n+k})            (the single-step prediction)
+  L = d(pred, target) - beta_img mean R_img(D(pred)) - beta_vid mean R_vid(D(pred))
+The reward terms backpropagate through the VAE decoder into the single-step prediction
+only; no gradient ever flows through a sampling chain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from t2v_turbo_core.losses import distance
+from t2v_turbo_core.lora import EMATarget, adapters_disabled, trainable_parameters
+from t2v_turbo_core.models import predict_noise
+from t2v_turbo_core.rewards import ImageTextReward, VideoTextReward, mixed_reward_loss
+from t2v_turbo_core.schedule import (
+    NoiseSchedule,
+    boundary_scalings,
+    ddim_grid,
+    ddim_step,
+    guidance_scale_embedding,
+)
+
+
+@dataclass
+class DistillationConfig:
+    """Hyper-parameters of Algorithm 1 (defaults: the paper's VideoCrafter2 setting)."""
+
+    skip: int = 20  # k, in raw timesteps: one step of the N = 50 DDIM grid (v2: 5, N = 200)
+    w_min: float = 5.0
+    w_max: float = 15.0
+    guidance_embedding_dim: int = 256
+    loss_type: str = "huber"
+    huber_c: float = 0.001
+    sigma_data: float = 0.5
+    timestep_scaling: float = 10.0
+    # theta^-: "ema" is the paper's Algorithm 1 (mu = 0.95 as in LCM); "online" is the public
+    # LoRA recipe, which uses the student itself under no_grad.
+    target: str = "ema"
+    ema_decay: float = 0.95
+    beta_img: float = 1.0
+    beta_vid: float = 2.0
+    image_reward_frames: int = 6  # M (paper: 6; public code: 5)
+    video_reward_frames: int | None = None  # None: the video reward model's own num_frames
+    mixed_precision: str = "no"  # "no" (fp32) or "bf16" (autocast on CUDA)
+
+    def validate(self, num_train_timesteps: int = 1000) -> None:
+        errors = []
+        if self.skip < 1 or num_train_timesteps % self.skip:
+            errors.append(f"skip k={self.skip} must be a positive divisor of {num_train_timesteps}")
+        if not self.w_min <= self.w_max:
+            errors.append(f"w_min={self.w_min} > w_max={self.w_max}")
+        if self.loss_type not in ("huber", "l2"):
+            errors.append(f"loss_type={self.loss_type!r} (use 'huber' or 'l2')")
+        if self.huber_c <= 0:
+            errors.append(f"huber_c={self.huber_c} must be > 0")
+        if self.target not in ("ema", "online"):
+            errors.append(f"target={self.target!r} (use 'ema' or 'online')")
+        if not 0.0 <= self.ema_decay < 1.0:
+            errors.append(f"ema_decay={self.ema_decay} must be in [0, 1)")
+        if self.beta_img < 0 or self.beta_vid < 0:
+            errors.append("beta_img and beta_vid must be >= 0")
+        if self.image_reward_frames < 1:
+            errors.append(f"image_reward_frames={self.image_reward_frames} must be >= 1")
+        if self.mixed_precision not in ("no", "bf16"):
+            errors.append(f"mixed_precision={self.mixed_precision!r} (use 'no' or 'bf16')")
+        if errors:
+            raise ValueError("invalid distillation config: " + "; ".join(errors))
+
+
+@dataclass
+class DistillationOutput:
+    """Loss terms of one step; `loss` carries the graph, the rest are detached for logging."""
+
+    loss: torch.Tensor
+    loss_cd: torch.Tensor
+    loss_reward: torch.Tensor
+    image_reward: torch.Tensor | None
+    video_reward: torch.Tensor | None
+    start_timesteps: torch.Tensor
+    guidance_scale: torch.Tensor
+    model_pred: torch.Tensor = field(repr=False)
+
+    def as_log(self) -> dict[str, float]:
+        log = {"loss": float(self.loss.detach()), "loss_cd": float(self.loss_cd), "loss_reward": float(self.loss_reward)}
+        log["reward_img"] = float(self.image_reward) if self.image_reward is not None else float("nan")
+        log["reward_vid"] = float(self.video_reward) if self.video_reward is not None else float("nan")
+        return log
+
+
+def _freeze(module: Any) -> None:
+    if isinstance(module, nn.Module):
+        module.requires_grad_(False)
+
+
+def _randn(shape: Sequence[int], generator: torch.Generator | None, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    # Drawn on the CPU so that a seed gives the same numbers on every device.
+    return torch.randn(tuple(shape), generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
+
+
+class ConsistencyDistiller:
+    """Computes the T2V-Turbo loss for a student (a UNet with LoRA + w projection).
+
+    `teacher=None` uses the student with its adapters disabled and no w embedding, i.e. the
+    frozen teacher weights, without a second copy of the UNet (LCM-LoRA style). Pass a
+    separate module when the student is fully fine-tuned.
+    The caller owns the optimiser: `loss.backward()`, clip, `optimizer.step()`, then
+    `update_target()` (the EMA of Algorithm 1).
+    """
+
+    def __init__(
+        self,
+        student: nn.Module,
+        schedule: NoiseSchedule,
+        uncond_embedding: torch.Tensor,
+        config: DistillationConfig = DistillationConfig(),
+        teacher: nn.Module | None = None,
+        vae: Any = None,
+        image_reward: ImageTextReward | None = None,
+        video_reward: VideoTextReward | None = None,
+        unet_kwargs: dict[str, Any] | None = None,
+    ):
+        config.validate(schedule.num_train_timesteps)
+        if (image_reward is not None or video_reward is not None) and vae is None:
+            raise ValueError("reward feedback needs the VAE to decode the single-step prediction")
+        self.student = student
+        self.schedule = schedule
+        self.config = config
+        self.teacher = teacher
+        self.vae = vae
+        self.image_reward = image_reward if config.beta_img > 0 else None
+        self.video_reward = video_reward if config.beta_vid > 0 else None
+        self.unet_kwargs = dict(unet_kwargs or {})
+        self.uncond_embedding = uncond_embedding.detach()
+        self.grid = ddim_grid(config.skip, schedule.num_train_timesteps)
+        for frozen in (teacher, getattr(vae, "vae", vae), image_reward, video_reward):
+            _freeze(frozen)
+        params = trainable_parameters(student)
+        if not params:
+            raise ValueError("the student has no trainable parameters (add LoRA / the w projection first)")
+        self.ema = EMATarget(params, config.ema_decay) if config.target == "ema" else None
+
+    def _autocast(self, device: torch.device):
+        if self.config.mixed_precision == "bf16":
+            return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _teacher_context(self):
+        return adapters_disabled(self.student) if self.teacher is None else contextlib.nullcontext()
+
+    def step(
+        self,
+        latents: torch.Tensor,
+        text_embedding: torch.Tensor,
+        prompts: Sequence[str] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> DistillationOutput:
+        cfg = self.config
+        # The text encoder is frozen in the method: never let a caller's graph reach it.
+        latents, text_embedding = latents.detach(), text_embedding.detach()
+        b, device, dtype = latents.shape[0], latents.device, latents.dtype
+        nd = latents.ndim
+
+        index = torch.randint(0, len(self.grid), (b,), generator=generator)
+        t_start = self.grid[index].to(device)
+        t_end = (t_start - cfg.skip).clamp(min=0)
+        noise = _randn(latents.shape, generator, device, dtype)
+        z_start = self.schedule.add_noise(latents, noise, t_start)
+        w = (torch.rand((b,), generator=generator) * (cfg.w_max - cfg.w_min) + cfg.w_min).to(device)
+        w_emb = guidance_scale_embedding(w, cfg.guidance_embedding_dim).to(device=device, dtype=dtype)
+        w_b = w.reshape(b, *([1] * (nd - 1))).to(dtype)
+
+        def bc(t):
+            c_skip, c_out = boundary_scalings(t, cfg.sigma_data, cfg.timestep_scaling)
+            return c_skip.reshape(b, *([1] * (nd - 1))).to(dtype), c_out.reshape(b, *([1] * (nd - 1))).to(dtype)
+
+        c_skip_start, c_out_start = bc(t_start)
+        c_skip_end, c_out_end = bc(t_end)
+        uncond = self.uncond_embedding.to(device=device, dtype=text_embedding.dtype).expand(b, *text_embedding.shape[1:])
+
+        # Teacher and target first: the EMA swap writes into the student's parameters, which
+        # must not happen after they have been used in the graph of this step.
+        with torch.no_grad(), self._autocast(device):
+            net = self.student if self.teacher is None else self.teacher
+            with self._teacher_context():
+                eps_both = predict_noise(
+                    net,
+                    torch.cat([z_start, z_start]),
+                    torch.cat([t_start, t_start]),
+                    torch.cat([text_embedding, uncond]),
+                    None,
+                    **self.unet_kwargs,
+                ).float()
+            eps_c, eps_u = eps_both.chunk(2)
+            x0_c = self.schedule.pred_original_sample(eps_c, t_start, z_start)
+            x0_u = self.schedule.pred_original_sample(eps_u, t_start, z_start)
+            # LCM's form of classifier-free guidance, applied to both x0 and eps.
+            x0_cfg = x0_c + w_b * (x0_c - x0_u)
+            eps_cfg = eps_c + w_b * (eps_c - eps_u)
+            z_end = ddim_step(self.schedule, x0_cfg, eps_cfg, t_end).to(dtype)
+
+            swap = self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext()
+            with swap:
+                eps_target = predict_noise(self.student, z_end, t_end, text_embedding, w_emb, **self.unet_kwargs).float()
+            x0_target = self.schedule.pred_original_sample(eps_target, t_end, z_end)
+            target = c_skip_end * z_end + c_out_end * x0_target
+
+        with self._autocast(device):
+            eps = predict_noise(self.student, z_start, t_start, text_embedding, w_emb, **self.unet_kwargs)
+        x0 = self.schedule.pred_original_sample(eps.float(), t_start, z_start)
+        model_pred = c_skip_start * z_start + c_out_start * x0
+
+        loss_cd = distance(model_pred, target, cfg.loss_type, cfg.huber_c)
+        loss = loss_cd
+        image_score = video_score = None
+        loss_reward = loss_cd.new_zeros(())
+        if self.image_reward is not None or self.video_reward is not None:
+            if prompts is None or len(prompts) != b:
+                raise ValueError("reward feedback needs one prompt per video")
+            with self._autocast(device):
+                terms = mixed_reward_loss(
+                    model_pred.to(dtype),
+                    prompts,
+                    self.vae,
+                    image_reward=self.image_reward,
+                    video_reward=self.video_reward,
+                    beta_img=cfg.beta_img,
+                    beta_vid=cfg.beta_vid,
+                    image_frames=cfg.image_reward_frames,
+                    video_frames=cfg.video_reward_frames,
+                    generator=generator,
+                )
+            loss_reward = terms.loss.float()
+            loss = loss + loss_reward
+            image_score, video_score = terms.image_reward, terms.video_reward
+
+        return DistillationOutput(
+            loss=loss,
+            loss_cd=loss_cd.detach(),
+            loss_reward=loss_reward.detach(),
+            image_reward=None if image_score is None else image_score.detach(),
+            video_reward=None if video_score is None else video_score.detach(),
+            start_timesteps=t_start.detach(),
+            guidance_scale=w.detach(),
+            model_pred=model_pred.detach(),
+        )
+
+    def update_target(self) -> None:
+        """Algorithm 1's theta^- <- stopgrad(mu theta^- + (1 - mu) theta); no-op for 'online'."""
+        if self.ema is not None:
+            self.ema.update()

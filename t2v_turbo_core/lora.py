@@ -1,0 +1,191 @@
+"""The student: teacher weights + LoRA (peft) + a guidance-scale projection.
+
+T2V-Turbo's public recipe puts LoRA (rank 64, alpha = rank, dropout 0.1; rank 32 for the
+ModelScope student) on every Linear and Conv layer of the UNet, and adds a bias-free linear
+projection of the guidance-scale embedding to the timestep embedding (diffusers'
+`time_cond_proj_dim=256`). That projection starts at zero, so before training the student
+computes exactly the teacher's function. After training the LoRA is merged, so one student
+step costs exactly one teacher step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import torch
+from torch import nn
+
+# The w projection in diffusers' TimestepEmbedding; trained in full, never LoRA-wrapped.
+W_PROJECTION_SUFFIX = "cond_proj"
+LORA_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    rank: int = 64
+    alpha: float | None = None  # None -> alpha = rank (public recipe)
+    dropout: float = 0.1
+
+
+def lora_target_modules(model: nn.Module, exclude_suffixes: Iterable[str] = (W_PROJECTION_SUFFIX,)) -> list[str]:
+    """Names of every Linear / Conv layer of `model` except the w projection."""
+    exclude = tuple(exclude_suffixes)
+    return [
+        name
+        for name, module in model.named_modules()
+        if name and isinstance(module, LORA_LAYER_TYPES) and not name.endswith(exclude)
+    ]
+
+
+def w_projection_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    return {n: p for n, p in model.named_parameters() if W_PROJECTION_SUFFIX in n.split(".")}
+
+
+def add_lora(model: nn.Module, settings: LoraSettings = LoraSettings(), target_modules: list[str] | None = None) -> nn.Module:
+    """Inject LoRA adapters in place; freeze everything but LoRA and the w projection."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    targets = target_modules if target_modules is not None else lora_target_modules(model)
+    if not targets:
+        raise ValueError("no Linear/Conv layers found to put LoRA on")
+    config = LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha if settings.alpha is not None else settings.rank,
+        lora_dropout=settings.dropout,
+        # Exact names, so that no layer is matched by accident.
+        target_modules=f"^({'|'.join(n.replace('.', '[.]') for n in targets)})$",
+        init_lora_weights=True,  # B = 0: the adapter starts as the identity
+    )
+    inject_adapter_in_model(config, model)
+    for name, param in model.named_parameters():
+        param.requires_grad_("lora_" in name or W_PROJECTION_SUFFIX in name.split("."))
+    return model
+
+
+def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _tuner_layers(model: nn.Module) -> list[nn.Module]:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+
+
+@contextlib.contextmanager
+def adapters_disabled(model: nn.Module) -> Iterator[nn.Module]:
+    """Run the base (teacher) weights: LoRA off. Callers also pass no w embedding.
+
+    This is how the LCM-LoRA recipes get the teacher without a second copy of the UNet.
+    """
+    layers = _tuner_layers(model)
+    for layer in layers:
+        layer.enable_adapters(False)
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            layer.enable_adapters(True)
+
+
+def student_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The student's own weights: LoRA matrices and the w projection (what gets saved)."""
+    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if "lora_" in n or W_PROJECTION_SUFFIX in n.split(".")}
+
+
+def save_student(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """Write the LoRA adapter + w projection as safetensors (atomically)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(student_state_dict(model), str(tmp), metadata=metadata or {})
+    tmp.replace(path)
+
+
+def load_student(model: nn.Module, path: str | Path) -> None:
+    """Load weights written by `save_student` into a model built with the same LoRA settings."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"student adapter not found: {path}")
+    state = load_file(str(path))
+    expected = student_state_dict(model)
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"{path}: adapter does not match the student "
+            f"(missing {len(missing)}: {missing[:3]}, unexpected {len(unexpected)}: {unexpected[:3]})"
+        )
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in state.items():
+            if params[name].shape != value.shape:
+                raise ValueError(f"{path}: {name} has shape {tuple(value.shape)}, student expects {tuple(params[name].shape)}")
+            params[name].copy_(value)
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Fold every LoRA adapter into its base layer and remove the adapter (in place).
+
+    Uses peft's own merge arithmetic (W + scale * B @ A); the result is a plain model whose
+    forward costs exactly the teacher's.
+    """
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, BaseTunerLayer):
+            continue
+        module.merge(safe_merge=True)
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, module.get_base_layer())
+    return model
+
+
+class EMATarget:
+    """theta^- of the paper's Algorithm 1: an exponential moving average of the trainable weights.
+
+    Only the trainable tensors (LoRA, w projection) are shadowed; the target forward swaps
+    them into the student for one no-grad call, so no second UNet is held in memory.
+    """
+
+    def __init__(self, params: dict[str, nn.Parameter], decay: float):
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+        self.decay = decay
+        self.params = params
+        self.shadow = {n: p.detach().clone() for n, p in params.items()}
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for name, param in self.params.items():
+            self.shadow[name].mul_(self.decay).add_(param.detach(), alpha=1.0 - self.decay)
+
+    @contextlib.contextmanager
+    def swapped_in(self) -> Iterator[None]:
+        backup = {n: p.detach().clone() for n, p in self.params.items()}
+        with torch.no_grad():
+            for name, param in self.params.items():
+                param.copy_(self.shadow[name])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, param in self.params.items():
+                    param.copy_(backup[name])
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {n: t.clone() for n, t in self.shadow.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if set(state) != set(self.shadow):
+            raise ValueError("EMA state does not match the student's trainable parameters")
+        for name, value in state.items():
+            self.shadow[name].copy_(value)

@@ -1,0 +1,142 @@
+"""Model adapters: how the method talks to a video UNet, a frame-wise VAE and a text encoder.
+
+The distillation and sampling code needs only three things of a text-to-video latent
+diffusion model, so that diffusers' `UNet3DConditionModel` (ModelScopeT2V), VideoCrafter2's
+LVDM UNet and the tiny world's teacher plug in alike:
+
+* a denoiser called as `unet(z, t, encoder_hidden_states=c, timestep_cond=w_emb, **extra)`
+  that returns the eps prediction (a tensor, a tuple, or an object with `.sample`);
+* a `VideoVAE` (per-frame 2D autoencoder: latents are `[B, C, F, h, w]`, scaled);
+* a `TextEncoder`: prompts -> `[B, L, D]` embeddings.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import torch
+
+
+def predict_noise(
+    unet: Any,
+    z: torch.Tensor,
+    t: torch.Tensor,
+    text_emb: torch.Tensor,
+    w_emb: torch.Tensor | None = None,
+    **unet_kwargs: Any,
+) -> torch.Tensor:
+    """Call a video denoiser with the diffusers convention and return its eps prediction."""
+    if t.ndim == 0:
+        t = t.expand(z.shape[0])
+    out = unet(z, t, encoder_hidden_states=text_emb, timestep_cond=w_emb, **unet_kwargs)
+    if hasattr(out, "sample"):
+        return out.sample
+    if isinstance(out, (tuple, list)):
+        return out[0]
+    return out
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """Prompts -> conditioning embeddings [B, L, D] (frozen; no gradients needed)."""
+
+    def __call__(self, prompts: Sequence[str]) -> torch.Tensor: ...
+
+
+class TransformersTextEncoder:
+    """A transformers text model + tokenizer returning its last hidden states.
+
+    This is ModelScopeT2V's conditioning (CLIPTextModel, 77 tokens) and the tiny world's.
+    Models conditioned on another layer (VideoCrafter2: OpenCLIP's penultimate layer) bring
+    their own encoder that satisfies `TextEncoder`.
+    """
+
+    def __init__(self, tokenizer: Any, text_model: torch.nn.Module, max_length: int | None = None):
+        self.tokenizer = tokenizer
+        self.text_model = text_model
+        self.max_length = max_length or tokenizer.model_max_length
+
+    @torch.no_grad()
+    def __call__(self, prompts: Sequence[str]) -> torch.Tensor:
+        device = next(self.text_model.parameters()).device
+        tokens = self.tokenizer(
+            list(prompts), padding="max_length", max_length=self.max_length, truncation=True, return_tensors="pt"
+        )
+        return self.text_model(tokens.input_ids.to(device)).last_hidden_state
+
+
+class VideoVAE:
+    """A per-frame image autoencoder (diffusers `AutoencoderKL` or compatible) used on videos.
+
+    `encode`: pixels [B, 3, F, H, W] in [-1, 1] -> latents [B, C, F, h, w] x scaling_factor.
+    `decode`: the inverse. `decode_frames` decodes only the frames a reward model needs, with
+    gradients, returning [B, K, 3, H, W] in [0, 1] (the reward models' convention).
+    """
+
+    def __init__(self, vae: Any, scaling_factor: float | None = None, chunk_frames: int = 64):
+        self.vae = vae
+        if scaling_factor is None:
+            scaling_factor = float(vae.config.scaling_factor)
+        self.scaling_factor = float(scaling_factor)
+        self.chunk_frames = chunk_frames
+
+    def _encode_images(self, images: torch.Tensor, sample: bool, generator: torch.Generator | None) -> torch.Tensor:
+        out = self.vae.encode(images)
+        dist = out.latent_dist if hasattr(out, "latent_dist") else out[0]
+        if not sample:
+            return dist.mode()
+        # Sample on the CPU generator when one is given so results do not depend on the device.
+        noise = torch.randn(dist.mean.shape, generator=generator, dtype=dist.mean.dtype, device="cpu")
+        return dist.mean + dist.std * noise.to(dist.mean.device)
+
+    def encode(
+        self, video: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        b, c, f, h, w = video.shape
+        images = video.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
+        latents = torch.cat(
+            [self._encode_images(chunk, sample, generator) for chunk in images.split(self.chunk_frames)]
+        )
+        latents = latents.reshape(b, f, *latents.shape[1:]).permute(0, 2, 1, 3, 4)
+        return latents * self.scaling_factor
+
+    def _decode_images(self, latents: torch.Tensor) -> torch.Tensor:
+        out = self.vae.decode(latents / self.scaling_factor)
+        return out.sample if hasattr(out, "sample") else out[0]
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """[B, C, F, h, w] -> pixels [B, 3, F, H, W] in [-1, 1] (not clamped)."""
+        b, c, f, h, w = latents.shape
+        images = latents.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
+        pixels = torch.cat([self._decode_images(chunk) for chunk in images.split(self.chunk_frames)])
+        return pixels.reshape(b, f, *pixels.shape[1:]).permute(0, 2, 1, 3, 4)
+
+    def decode_frames(self, latents: torch.Tensor, frame_idx: torch.Tensor) -> torch.Tensor:
+        """Decode frames `frame_idx` [B, K] of each video -> [B, K, 3, H, W] in [0, 1].
+
+        Differentiable with respect to `latents`; only the selected frames are decoded, which
+        is what keeps the reward step cheap (the VAE is per-frame).
+        """
+        b, c, f, h, w = latents.shape
+        k = frame_idx.shape[1]
+        idx = frame_idx.to(latents.device).long()
+        gathered = torch.gather(
+            latents.permute(0, 2, 1, 3, 4), 1, idx[:, :, None, None, None].expand(b, k, c, h, w)
+        )
+        images = gathered.reshape(b * k, c, h, w)
+        pixels = torch.cat([self._decode_images(chunk) for chunk in images.split(self.chunk_frames)])
+        pixels = (pixels.float() / 2 + 0.5).clamp(0, 1)
+        return pixels.reshape(b, k, *pixels.shape[1:])
+
+
+def enable_gradient_checkpointing(module: Any) -> bool:
+    """Turn on gradient checkpointing where the model supports it; report whether it did.
+
+    diffusers' AutoencoderKL supports it; its UNet3DConditionModel does not (it declares
+    `_supports_gradient_checkpointing = False`), so for ModelScope-style students the memory
+    saving comes from LoRA and from never backpropagating through a sampling chain.
+    """
+    if getattr(module, "_supports_gradient_checkpointing", False) and hasattr(module, "enable_gradient_checkpointing"):
+        module.enable_gradient_checkpointing()
+        return True
+    return False
