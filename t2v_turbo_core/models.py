@@ -140,3 +140,47 @@ def enable_gradient_checkpointing(module: Any) -> bool:
         module.enable_gradient_checkpointing()
         return True
     return False
+
+
+class TextToVideoModel:
+    """Everything the method needs of a teacher: UNet, VAE, text encoder, schedule, geometry.
+
+    `make_student(lora_settings)` builds the student (teacher weights + w projection + LoRA);
+    `unet_kwargs` are extra denoiser inputs (VideoCrafter2: `fps`). `cfg_scale` is the
+    teacher's usual classifier-free guidance for the 50-step baseline.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        unet: torch.nn.Module,
+        vae: VideoVAE,
+        text_encoder: TextEncoder,
+        schedule: Any,
+        num_frames: int,
+        height: int,
+        width: int,
+        fps: int,
+        make_student: Any,
+        cfg_scale: float = 7.5,
+        unet_kwargs: dict[str, Any] | None = None,
+        latent_channels: int = 4,
+        vae_downsample: int = 8,
+    ):
+        self.name = name
+        self.unet = unet
+        self.vae = vae
+        self.text_encoder = text_encoder
+        self.schedule = schedule
+        self.num_frames = num_frames
+        self.height = height
+        self.width = width
+        self.fps = fps
+        self.make_student = make_student
+        self.cfg_scale = cfg_scale
+        self.unet_kwargs = dict(unet_kwargs or {})
+        self.latent_channels = latent_channels
+        self.vae_downsample = vae_downsample
+
+    def latent_shape(self, batch: int) -> tuple[int, int, int, int, int]:
+        return (batch, self.latent_channels, self.num_frames, self.height // self.vae_downsample, self.width // self.vae_downsample)
