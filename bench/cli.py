@@ -33,6 +33,7 @@ def _register_verbs() -> None:
 
 # Verb modules, in the order the paper's pipeline runs them.
 VERB_MODULES: list[str] = [
+    "bench.zoo",
     "bench.score",
     "bench.report",
 ]

@@ -1,0 +1,199 @@
+"""Training configs: a YAML file per teacher (`bench/configs/{tiny,ms,vc2}.yaml`) plus
+`key=value` overrides from the command line (torchtune style). Every value is validated
+before anything runs; a bad value is a clear error naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+VARIANTS = ("vcm", "vcm+img", "vcm+vid", "vcm+img+vid")
+VIDEO_RMS = ("viclip", "internvid2")
+TEACHERS = ("tiny", "ms", "vc2")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    """One training run of the ablation. Defaults are the paper's VideoCrafter2 setting;
+    the shipped YAML files set each teacher's values."""
+
+    teacher: str = "vc2"
+    variant: str = "vcm+img+vid"
+    rm_vid: str = "internvid2"
+    rm_img: str = "hpsv21"  # hpsv21 | pickscore (real); image (tiny)
+    # optimisation
+    steps: int = 10_000
+    batch_size: int = 1
+    lr: float = 1e-5
+    lr_warmup: int = 0
+    max_grad_norm: float = 1.0
+    weight_decay: float = 0.0
+    seed: int = 0
+    mixed_precision: str = "bf16"
+    # student
+    lora_rank: int = 64
+    lora_alpha: float | None = None
+    lora_dropout: float = 0.1
+    # Algorithm 1
+    skip: int = 20  # k in raw timesteps (N = 1000 // k)
+    w_min: float = 5.0
+    w_max: float = 15.0
+    loss_type: str = "huber"
+    huber_c: float = 0.001
+    target: str = "ema"
+    ema_decay: float = 0.95
+    # mixed reward feedback
+    beta_img: float = 1.0
+    beta_vid: float = 2.0
+    image_reward_frames: int = 6  # M
+    video_reward_frames: int | None = None  # None: the video RM's own (ViCLIP 8, InternVid2 4)
+    # bookkeeping
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    # data and weights for real teachers (paths; the tiny world needs none)
+    data: dict[str, Any] = field(default_factory=dict)
+    weights: dict[str, Any] = field(default_factory=dict)
+
+    # --- derived ---------------------------------------------------------------------------
+    @property
+    def uses_image_reward(self) -> bool:
+        return "img" in self.variant.split("+")
+
+    @property
+    def uses_video_reward(self) -> bool:
+        return "vid" in self.variant.split("+")
+
+    def distillation_config(self):
+        from t2v_turbo_core.distillation import DistillationConfig
+
+        return DistillationConfig(
+            skip=self.skip, w_min=self.w_min, w_max=self.w_max, loss_type=self.loss_type, huber_c=self.huber_c,
+            target=self.target, ema_decay=self.ema_decay,
+            beta_img=self.beta_img if self.uses_image_reward else 0.0,
+            beta_vid=self.beta_vid if self.uses_video_reward else 0.0,
+            image_reward_frames=self.image_reward_frames, video_reward_frames=self.video_reward_frames,
+            mixed_precision=self.mixed_precision,
+        )
+
+    def lora_settings(self):
+        from t2v_turbo_core.lora import LoraSettings
+
+        return LoraSettings(rank=self.lora_rank, alpha=self.lora_alpha, dropout=self.lora_dropout)
+
+    def validate(self) -> None:
+        errors = []
+        if self.teacher not in TEACHERS:
+            errors.append(f"teacher={self.teacher!r} (one of {', '.join(TEACHERS)})")
+        if self.variant not in VARIANTS:
+            errors.append(f"variant={self.variant!r} (one of {', '.join(VARIANTS)})")
+        if self.rm_vid not in VIDEO_RMS:
+            errors.append(f"rm_vid={self.rm_vid!r} (one of {', '.join(VIDEO_RMS)})")
+        for name in ("steps", "batch_size", "checkpoint_every", "log_every", "lora_rank", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                errors.append(f"{name}={getattr(self, name)} must be >= 1")
+        if not self.lr > 0:
+            errors.append(f"lr={self.lr} must be > 0")
+        if self.lr_warmup < 0:
+            errors.append(f"lr_warmup={self.lr_warmup} must be >= 0")
+        if not 0 <= self.lora_dropout < 1:
+            errors.append(f"lora_dropout={self.lora_dropout} must be in [0, 1)")
+        if self.mixed_precision not in ("no", "bf16"):
+            errors.append(f"mixed_precision={self.mixed_precision!r} (no or bf16)")
+        if errors:
+            raise ConfigError("invalid config: " + "; ".join(errors))
+        try:
+            self.distillation_config().validate()
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
+
+
+def _coerce(value: str, annotation: Any, key: str) -> Any:
+    text = str(annotation)
+    if value.lower() in ("none", "null") and ("None" in text or "Optional" in text):
+        return None
+    try:
+        if "dict" in text:
+            parsed = yaml.safe_load(value)
+            if not isinstance(parsed, dict):
+                raise ValueError("expected a mapping")
+            return parsed
+        if "bool" in text:
+            if value.lower() in ("1", "true", "yes"):
+                return True
+            if value.lower() in ("0", "false", "no"):
+                return False
+            raise ValueError("expected true/false")
+        if "int" in text and "float" not in text:
+            return int(value)
+        if "float" in text:
+            return float(value)
+        return value
+    except ValueError as err:
+        raise ConfigError(f"{key}={value!r}: {err}") from err
+
+
+def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """`key=value` pairs; nested data/weights keys as `data.csv=/path` or `weights.hpsv21=/p`."""
+    known = {f.name: f for f in fields(TrainConfig)}
+    updates: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not key=value")
+        key, value = item.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if "." in key:
+            top, sub = key.split(".", 1)
+            if top not in ("data", "weights"):
+                raise ConfigError(f"unknown config key {key!r}")
+            nested = dict(updates.get(top, getattr(cfg, top)))
+            nested[sub] = value
+            updates[top] = nested
+            continue
+        if key not in known:
+            raise ConfigError(f"unknown config key {key!r}; known: {', '.join(sorted(known))}")
+        updates[key] = _coerce(value, known[key].type, key)
+    return dataclasses.replace(cfg, **updates)
+
+
+def load_config(name_or_path: str | Path = "tiny", overrides: list[str] | None = None, **explicit: Any) -> TrainConfig:
+    """A shipped config by name (tiny, ms, vc2) or a YAML path, then explicit values, then
+    key=value overrides; validated."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = CONFIG_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        shipped = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+        raise ConfigError(f"config not found: {path} (shipped configs: {shipped})")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}")
+    cfg = TrainConfig(**raw)
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in explicit.items() if v is not None})
+    cfg = apply_overrides(cfg, overrides or [])
+    cfg.validate()
+    return cfg
+
+
+def config_to_dict(cfg: TrainConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(d: dict) -> TrainConfig:
+    known = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in d.items() if k in known})

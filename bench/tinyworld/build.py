@@ -1,0 +1,666 @@
+"""`bench zoo build`: train every model of the tiny world from scratch, resumably.
+
+Each stage trains one model (or a pair) on clips rendered on the fly, checkpoints its
+whole state (weights, optimiser, EMA, step) atomically every few hundred steps under the
+work directory, and on completion exports fp16 safetensors into the zoo directory plus an
+entry in `zoo.json` (config, steps, wall time). A stage whose export exists is skipped; an
+interrupted stage resumes from its last checkpoint. Batches are a pure function of
+(stage seed, step), so a resumed run sees exactly the data it would have seen.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.tinyworld import models as M
+from bench.tinyworld.render import render
+from bench.tinyworld.suite import held_out_prompts
+from bench.tinyworld.world import FRAMES, caption, training_scene
+
+DEFAULT_ZOO_DIR = Path(__file__).resolve().parent / "zoo"
+DEFAULT_WORK_DIR = Path("runs") / "zoo-build"
+
+
+class StageError(RuntimeError):
+    pass
+
+
+def batch_rng(seed: int, step: int) -> np.random.Generator:
+    return np.random.default_rng([seed, step])
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def read_manifest(zoo_dir: Path) -> dict:
+    path = zoo_dir / "zoo.json"
+    return json.loads(path.read_text()) if path.is_file() else {"stages": {}}
+
+
+def write_manifest(zoo_dir: Path, manifest: dict) -> None:
+    zoo_dir.mkdir(parents=True, exist_ok=True)
+    tmp = zoo_dir / "zoo.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, zoo_dir / "zoo.json")
+
+
+class EMA:
+    """Exponential moving average of a module's floating-point state (exported weights)."""
+
+    def __init__(self, module: nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items() if v.dtype.is_floating_point}
+
+    @torch.no_grad()
+    def update(self, module: nn.Module, step: int) -> None:
+        # Warm-up: a short average at first, so early exports are not dominated by init.
+        d = min(self.decay, (1 + step) / (10 + step))
+        for k, v in module.state_dict().items():
+            if k in self.shadow:
+                self.shadow[k].mul_(d).add_(v.detach(), alpha=1 - d)
+
+    def copy_to(self, module: nn.Module) -> None:
+        state = module.state_dict()
+        state.update({k: v.clone() for k, v in self.shadow.items()})
+        module.load_state_dict(state)
+
+
+@dataclass
+class Context:
+    zoo_dir: Path
+    work_dir: Path
+    progress: object = None  # rich Progress, or None
+    log: Callable[[str], None] = print
+    cache: dict = field(default_factory=dict)
+
+    @property
+    def held_out(self) -> frozenset[str]:
+        return held_out_prompts()
+
+    def clip_tokenizer(self):
+        if "clip_tok" not in self.cache:
+            self.cache["clip_tok"] = M.load_clip_tokenizer(self.zoo_dir)
+        return self.cache["clip_tok"]
+
+    def bert_tokenizer(self):
+        if "bert_tok" not in self.cache:
+            self.cache["bert_tok"] = M.load_bert_tokenizer(self.zoo_dir)
+        return self.cache["bert_tok"]
+
+    def vae(self):
+        if "vae" not in self.cache:
+            vae = M.load_module(M.make_vae(), self.zoo_dir / "vae.safetensors")
+            self.cache["vae"] = vae
+        return self.cache["vae"]
+
+
+def train_loop(
+    ctx: Context,
+    name: str,
+    modules: dict[str, nn.Module],
+    optimizer: torch.optim.Optimizer,
+    step_fn: Callable[[int], dict[str, torch.Tensor]],
+    total_steps: int,
+    lr: float,
+    warmup: int = 100,
+    ckpt_every: int = 200,
+    ema_decay: float | None = None,
+    clip_grad: float = 1.0,
+    on_checkpoint: Callable[[int], None] | None = None,
+) -> dict:
+    """Generic resumable loop: step_fn(step) returns {"loss": ..., other logs}."""
+    stage_dir = ctx.work_dir / name
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    state_path = stage_dir / "state.pt"
+    emas = {k: EMA(m, ema_decay) for k, m in modules.items()} if ema_decay else {}
+    step, elapsed = 0, 0.0
+    if state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        for k, m in modules.items():
+            m.load_state_dict(state["modules"][k])
+        optimizer.load_state_dict(state["optimizer"])
+        for k, e in emas.items():
+            e.shadow = state["ema"][k]
+        step, elapsed = int(state["step"]), float(state["elapsed"])
+        torch.set_rng_state(state["torch_rng"])
+        ctx.log(f"[{name}] resuming at step {step}/{total_steps}")
+    params = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
+    log_path = stage_dir / "log.csv"
+    task = ctx.progress.add_task(name, total=total_steps, completed=step, info="") if ctx.progress else None
+    t0 = time.time() - elapsed
+
+    def save():
+        atomic_torch_save(
+            {
+                "step": step,
+                "elapsed": time.time() - t0,
+                "modules": {k: m.state_dict() for k, m in modules.items()},
+                "optimizer": optimizer.state_dict(),
+                "ema": {k: e.shadow for k, e in emas.items()},
+                "torch_rng": torch.get_rng_state(),
+            },
+            state_path,
+        )
+
+    for m in modules.values():
+        m.train()
+    running: dict[str, float] = {}
+    while step < total_steps:
+        for group in optimizer.param_groups:
+            group["lr"] = lr * min(1.0, (step + 1) / warmup)
+        logs = step_fn(step)
+        loss = logs["loss"]
+        if not torch.isfinite(loss):
+            raise StageError(f"[{name}] non-finite loss at step {step}; last checkpoint kept at {state_path}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip_grad:
+            torch.nn.utils.clip_grad_norm_(params, clip_grad)
+        optimizer.step()
+        step += 1
+        for k, e in emas.items():
+            e.update(modules[k], step)
+        for k, v in logs.items():
+            fv = float(v.detach()) if torch.is_tensor(v) else float(v)
+            running[k] = 0.98 * running.get(k, fv) + 0.02 * fv
+        if task is not None:
+            ctx.progress.update(task, completed=step, info=" ".join(f"{k}={v:.4f}" for k, v in running.items()))
+        if step % 20 == 0 or step == total_steps:
+            new = not log_path.exists()
+            with open(log_path, "a", newline="") as fh:
+                w = csv.writer(fh)
+                if new:
+                    w.writerow(["step", "seconds", *running.keys()])
+                w.writerow([step, f"{time.time() - t0:.1f}", *(f"{v:.6f}" for v in running.values())])
+        if step % ckpt_every == 0 or step == total_steps:
+            save()
+            if on_checkpoint is not None:
+                on_checkpoint(step)
+    for k, e in emas.items():
+        e.copy_to(modules[k])
+    for m in modules.values():
+        m.eval()
+    return {"steps": total_steps, "seconds": round(time.time() - t0, 1), "final": {k: round(v, 5) for k, v in running.items()}}
+
+
+def export(ctx: Context, stage: str, files: dict[str, nn.Module], info: dict) -> None:
+    """Write fp16 safetensors (halves the shipped size; loaded back as fp32) + manifest."""
+    for fname, module in files.items():
+        from safetensors.torch import save_file
+
+        half = {k: (v.half() if v.dtype.is_floating_point else v) for k, v in module.state_dict().items()}
+        path = ctx.zoo_dir / fname
+        tmp = path.with_name(path.name + ".tmp")
+        save_file({k: v.detach().cpu().contiguous() for k, v in half.items()}, str(tmp))
+        os.replace(tmp, path)
+    manifest = read_manifest(ctx.zoo_dir)
+    manifest["stages"][stage] = {**info, "files": sorted(files), "threads": torch.get_num_threads()}
+    write_manifest(ctx.zoo_dir, manifest)
+
+
+def stage_done(ctx: Context, stage: str) -> bool:
+    entry = read_manifest(ctx.zoo_dir)["stages"].get(stage)
+    return bool(entry) and all((ctx.zoo_dir / f).is_file() for f in entry.get("files", []))
+
+
+# --- stages -----------------------------------------------------------------------------
+
+
+def stage_tokenizers(ctx: Context) -> None:
+    t0 = time.time()
+    M.build_tokenizers(ctx.zoo_dir)
+    manifest = read_manifest(ctx.zoo_dir)
+    manifest["stages"]["tokenizers"] = {"seconds": round(time.time() - t0, 1), "files": ["clip_tokenizer/tokenizer.json", "bert_tokenizer/vocab.txt"]}
+    write_manifest(ctx.zoo_dir, manifest)
+
+
+VAE_STEPS = 2500
+
+
+def stage_vae(ctx: Context, steps: int = VAE_STEPS) -> None:
+    torch.manual_seed(0)
+    vae = M.make_vae()
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    held = ctx.held_out
+
+    def step_fn(step: int) -> dict[str, torch.Tensor]:
+        rng = batch_rng(101, step)
+        clips = render([training_scene(rng, held) for _ in range(16)])
+        pick = torch.from_numpy(np.stack([rng.choice(FRAMES, 4, replace=False) for _ in range(16)]))
+        frames = torch.stack([clips[i, pick[i]] for i in range(16)]).flatten(0, 1) * 2 - 1
+        post = vae.encode(frames).latent_dist
+        rec = vae.decode(post.sample()).sample
+        l1 = (rec - frames).abs().mean()
+        mse = ((rec - frames) ** 2).mean()
+        kl = post.kl().mean() / frames[0].numel()
+        return {"loss": l1 + mse + 1e-4 * kl, "l1": l1, "kl": kl}
+
+    info = train_loop(ctx, "vae", {"vae": vae}, opt, step_fn, steps, lr=1e-3, warmup=100, ckpt_every=250, ema_decay=0.999)
+    # The latent scaling factor: 1 / std of latents, as Stable Diffusion's 0.18215 was chosen.
+    with torch.no_grad():
+        rng = batch_rng(102, 0)
+        clips = render([training_scene(rng, held) for _ in range(64)])
+        lat = vae.encode(clips.flatten(0, 1) * 2 - 1).latent_dist.sample()
+        scale = float(1.0 / lat.std())
+        rec = vae.decode(vae.encode(clips.flatten(0, 1) * 2 - 1).latent_dist.mode()).sample
+        mae = float(((rec.clamp(-1, 1) + 1) / 2 - clips.flatten(0, 1)).abs().mean())
+    vae.register_to_config(scaling_factor=scale)
+    export(ctx, "vae", {"vae.safetensors": vae}, {**info, "config": {**M.vae_config(), "scaling_factor": scale}, "heldout_mae": mae})
+    ctx.cache.pop("vae", None)
+
+
+TEACHER_CLIPS = 40_000
+SHARD = 1000
+
+
+def stage_teacher_data(ctx: Context, clips: int = TEACHER_CLIPS) -> None:
+    """Render and VAE-encode the teacher's training clips once (the VAE is frozen)."""
+    out = ctx.work_dir / "teacher_data"
+    out.mkdir(parents=True, exist_ok=True)
+    vae = ctx.vae()
+    scale = read_manifest(ctx.zoo_dir)["stages"]["vae"]["config"]["scaling_factor"]
+    held = ctx.held_out
+    n_shards = math.ceil(clips / SHARD)
+    task = ctx.progress.add_task("teacher_data", total=n_shards, info="") if ctx.progress else None
+    t0 = time.time()
+    for s in range(n_shards):
+        path = out / f"shard_{s:03d}.pt"
+        if not path.is_file():
+            rng = batch_rng(201, s)
+            specs = [training_scene(rng, held) for _ in range(SHARD)]
+            lats = []
+            with torch.no_grad():
+                for i in range(0, SHARD, 100):
+                    v = render(specs[i : i + 100])
+                    z = vae.encode(v.flatten(0, 1) * 2 - 1).latent_dist.sample() * scale
+                    lats.append(z.reshape(v.shape[0], FRAMES, *z.shape[1:]).permute(0, 2, 1, 3, 4).half())
+            atomic_torch_save({"latents": torch.cat(lats), "captions": [caption(sp) for sp in specs]}, path)
+        if task is not None:
+            ctx.progress.update(task, completed=s + 1)
+    manifest = read_manifest(ctx.zoo_dir)
+    manifest["stages"]["teacher_data"] = {"clips": clips, "seconds": round(time.time() - t0, 1), "files": []}
+    write_manifest(ctx.zoo_dir, manifest)
+
+
+TEACHER_STEPS = 8000
+TEACHER_BATCH = 32
+CAPTION_DROPOUT = 0.1
+
+
+def stage_teacher(ctx: Context, steps: int = TEACHER_STEPS) -> None:
+    """Text encoder + UNet3D trained jointly with the eps objective and caption dropout."""
+    from t2v_turbo_core.schedule import NoiseSchedule
+
+    data_dir = ctx.work_dir / "teacher_data"
+    shards = sorted(data_dir.glob("shard_*.pt"))
+    if not shards:
+        raise StageError(f"no teacher data in {data_dir}; run the teacher_data stage first")
+    data = [torch.load(p, map_location="cpu", weights_only=True) for p in shards]
+    latents = torch.cat([d["latents"] for d in data])
+    captions = [c for d in data for c in d["captions"]]
+    tok = ctx.clip_tokenizer()
+    torch.manual_seed(0)
+    text_encoder = M.make_text_encoder(tok)
+    unet = M.make_teacher_unet()
+    params = list(text_encoder.parameters()) + list(unet.parameters())
+    opt = torch.optim.AdamW(params, lr=3e-4, weight_decay=0.01)
+    schedule = NoiseSchedule.scaled_linear()
+
+    def step_fn(step: int) -> dict[str, torch.Tensor]:
+        rng = batch_rng(301, step)
+        idx = rng.integers(0, len(captions), TEACHER_BATCH)
+        z0 = latents[torch.from_numpy(idx)].float()
+        texts = ["" if rng.random() < CAPTION_DROPOUT else captions[i] for i in idx]
+        ids = tok(texts, padding="max_length", max_length=M.TEXT_CONTEXT, truncation=True, return_tensors="pt").input_ids
+        cond = text_encoder(ids).last_hidden_state
+        g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        noise = torch.randn(z0.shape, generator=g)
+        t = torch.randint(0, 1000, (TEACHER_BATCH,), generator=g)
+        eps = unet(schedule.add_noise(z0, noise, t), t, encoder_hidden_states=cond).sample
+        return {"loss": F.mse_loss(eps, noise)}
+
+    def preview(step: int) -> None:
+        if step % 1000 == 0:
+            _teacher_preview(ctx, text_encoder, unet, emas_ref, step)
+
+    emas_ref: dict = {}
+    info = train_loop(
+        ctx, "teacher", {"text_encoder": text_encoder, "unet": unet}, opt, step_fn, steps, lr=3e-4, warmup=300,
+        ckpt_every=200, ema_decay=0.999, on_checkpoint=preview,
+    )
+    export(
+        ctx, "teacher", {"text_encoder.safetensors": text_encoder, "teacher_unet.safetensors": unet},
+        {**info, "config": {"unet": M.teacher_unet_config(), "caption_dropout": CAPTION_DROPOUT, "batch": TEACHER_BATCH}},
+    )
+
+
+PREVIEW_PROMPTS = [
+    "a red circle moving left",
+    "a blue square in a desert",
+    "a yellow star to the left of a green cross",
+    "a purple triangle growing at night",
+    "a white cross in a room, in striped style",
+    "a forest, camera pans right",
+]
+
+
+@torch.no_grad()
+def _teacher_preview(ctx: Context, text_encoder, unet, _emas, step: int) -> None:
+    """A contact sheet of 50-step CFG samples (current weights) for watching training."""
+    from bench.tinyworld.render import contact_sheet
+    from t2v_turbo_core.sampling import teacher_ddim_sample
+    from t2v_turbo_core.schedule import NoiseSchedule
+
+    was_training = unet.training
+    unet.eval()
+    text_encoder.eval()
+    tok = ctx.clip_tokenizer()
+    ids = tok(PREVIEW_PROMPTS + [""], padding="max_length", max_length=M.TEXT_CONTEXT, truncation=True, return_tensors="pt").input_ids
+    emb = text_encoder(ids).last_hidden_state
+    n = len(PREVIEW_PROMPTS)
+    out = teacher_ddim_sample(unet, emb[:n], emb[n:], (n, 4, FRAMES, 8, 8), NoiseSchedule.scaled_linear(), num_steps=50,
+                              guidance_scale=7.5, generator=torch.Generator().manual_seed(0))
+    scale = read_manifest(ctx.zoo_dir)["stages"]["vae"]["config"]["scaling_factor"]
+    vae = ctx.vae()
+    z = out.latents / scale
+    px = vae.decode(z.permute(0, 2, 1, 3, 4).flatten(0, 1)).sample
+    vid = ((px.clamp(-1, 1) + 1) / 2).reshape(n, FRAMES, 3, 32, 32)
+    contact_sheet(vid, PREVIEW_PROMPTS, path=str(ctx.work_dir / "teacher" / f"preview_{step:06d}.png"))
+    if was_training:
+        unet.train()
+        text_encoder.train()
+
+
+STAGES: dict[str, Callable[[Context], None]] = {
+    "tokenizers": stage_tokenizers,
+    "vae": stage_vae,
+    "teacher_data": stage_teacher_data,
+    "teacher": stage_teacher,
+}
+
+
+# --- reward models and evaluators ----------------------------------------------------------
+
+RECON_POOL = 4000
+
+
+def stage_recon_pool(ctx: Context, clips: int = RECON_POOL) -> None:
+    """Clips passed through the VAE (encode, decode), with their specs.
+
+    Half of every reward-model / evaluator batch comes from here, so that the judges are
+    calibrated on decoded videos, which is what they see from the generators.
+    """
+    from bench.tinyworld.world import spec_to_dict
+
+    path = ctx.work_dir / "recon_pool" / "pool.pt"
+    t0 = time.time()
+    if not path.is_file():
+        vae = ctx.vae()
+        rng = batch_rng(401, 0)
+        specs = [training_scene(rng, ctx.held_out) for _ in range(clips)]
+        out = []
+        task = ctx.progress.add_task("recon_pool", total=clips, info="") if ctx.progress else None
+        with torch.no_grad():
+            for i in range(0, clips, 100):
+                v = render(specs[i : i + 100])
+                x = v.flatten(0, 1) * 2 - 1
+                rec = vae.decode(vae.encode(x).latent_dist.mode()).sample
+                out.append((((rec.clamp(-1, 1) + 1) / 2) * 255).round().to(torch.uint8).reshape(v.shape))
+                if task is not None:
+                    ctx.progress.update(task, completed=i + 100)
+        atomic_torch_save({"clips": torch.cat(out), "specs": [spec_to_dict(s) for s in specs]}, path)
+    manifest = read_manifest(ctx.zoo_dir)
+    manifest["stages"]["recon_pool"] = {"clips": clips, "seconds": round(time.time() - t0, 1), "files": []}
+    write_manifest(ctx.zoo_dir, manifest)
+
+
+def _recon_pool(ctx: Context):
+    if "pool" not in ctx.cache:
+        from bench.tinyworld.world import spec_from_dict
+
+        path = ctx.work_dir / "recon_pool" / "pool.pt"
+        if not path.is_file():
+            raise StageError(f"{path} missing; run the recon_pool stage first")
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        ctx.cache["pool"] = (data["clips"], [spec_from_dict(d) for d in data["specs"]])
+    return ctx.cache["pool"]
+
+
+def judge_batch(ctx: Context, rng: np.random.Generator, n: int, recon_fraction: float = 0.5):
+    """n clips [n, F, 3, H, W] in [0, 1] and their specs: fresh renders + VAE reconstructions."""
+    pool_clips, pool_specs = _recon_pool(ctx)
+    n_rec = int(round(n * recon_fraction))
+    idx = rng.integers(0, len(pool_specs), n_rec)
+    fresh = [training_scene(rng, ctx.held_out) for _ in range(n - n_rec)]
+    clips = torch.cat([render(fresh), pool_clips[torch.from_numpy(idx)].float() / 255]) if n_rec else render(fresh)
+    return clips, fresh + [pool_specs[i] for i in idx]
+
+
+def contrastive_loss(video: torch.Tensor, text: torch.Tensor, text_neg: torch.Tensor, logit_scale: torch.Tensor,
+                     captions: list[str]) -> torch.Tensor:
+    """Symmetric InfoNCE with one hard negative caption per item (one factor changed).
+
+    Identical captions in a batch are not treated as negatives of each other.
+    """
+    n = video.shape[0]
+    scale = logit_scale.exp().clamp(max=100)
+    same = torch.tensor([[a == b for b in captions] for a in captions]) & ~torch.eye(n, dtype=torch.bool)
+    logits_v = scale * video @ torch.cat([text, text_neg]).T
+    logits_v[:, :n] = logits_v[:, :n].masked_fill(same, float("-inf"))
+    logits_t = (scale * text @ video.T).masked_fill(same, float("-inf"))
+    target = torch.arange(n)
+    return (F.cross_entropy(logits_v, target) + F.cross_entropy(logits_t, target)) / 2
+
+
+def _negatives(rng: np.random.Generator, specs) -> list[str]:
+    from bench.tinyworld.world import perturb_spec
+
+    return [caption(perturb_spec(rng, s)) for s in specs]
+
+
+JUDGE_STEPS = {
+    "rm_image": 2000,
+    "rm_viclip": 2000,
+    "rm_internvid2": 2000,
+    "eval_probe": 2500,
+    "eval_clip": 2000,
+    "eval_quality": 1500,
+    "eval_vt": 2000,
+}
+
+
+def stage_rm_image(ctx: Context, steps: int | None = None) -> None:
+    """HPSv2.1's role: CLIP contrastive on (frame, caption) with hard negatives, plus
+    preference pairs (a clean frame beats its degraded copy under the same caption), which is
+    how HPS learned human preference for well-formed images."""
+    from bench.tinyworld import degrade
+
+    tok = ctx.clip_tokenizer()
+    torch.manual_seed(11)
+    rm = M.TinyImageTextReward(tok, len(tok))
+    opt = torch.optim.AdamW(rm.parameters(), lr=5e-4, weight_decay=0.05)
+
+    def step_fn(step: int) -> dict[str, torch.Tensor]:
+        rng = batch_rng(501, step)
+        clips, specs = judge_batch(ctx, rng, 48)
+        frames = clips[torch.arange(48), torch.from_numpy(rng.integers(0, FRAMES, 48))]
+        caps = [caption(s) for s in specs]
+        img = rm.encode_images(frames)
+        txt = rm.encode_text(caps)
+        neg = rm.encode_text(_negatives(rng, specs))
+        loss_c = contrastive_loss(img, txt, neg, rm.clip.logit_scale, caps)
+        g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        kind, sev = degrade.random_degradation(rng)
+        bad = degrade.apply(kind, frames[:16, None], max(sev, 0.3), g)[:, 0]
+        s_good = (img[:16] * txt[:16]).sum(-1)
+        s_bad = (rm.encode_images(bad) * txt[:16]).sum(-1)
+        loss_p = -F.logsigmoid(rm.clip.logit_scale.exp().clamp(max=100) * (s_good - s_bad)).mean()
+        return {"loss": loss_c + loss_p, "contrastive": loss_c, "preference": loss_p}
+
+    info = train_loop(ctx, "rm_image", {"rm": rm}, opt, step_fn, steps or JUDGE_STEPS["rm_image"], lr=5e-4, warmup=200)
+    export(ctx, "rm_image", {"rm_image.safetensors": rm}, info)
+
+
+def _video_text_stage(ctx: Context, name: str, model: nn.Module, seed: int, frames_fn, steps: int) -> None:
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.05)
+
+    def step_fn(step: int) -> dict[str, torch.Tensor]:
+        rng = batch_rng(seed, step)
+        clips, specs = judge_batch(ctx, rng, 32)
+        caps = [caption(s) for s in specs]
+        vid = model.encode_video(frames_fn(clips, rng))
+        txt = model.encode_text(caps)
+        neg = model.encode_text(_negatives(rng, specs))
+        return {"loss": contrastive_loss(vid, txt, neg, model.logit_scale, caps)}
+
+    info = train_loop(ctx, name, {"model": model}, opt, step_fn, steps, lr=5e-4, warmup=200)
+    export(ctx, name, {f"{name}.safetensors": model}, info)
+
+
+def strided_frames(clips: torch.Tensor, rng: np.random.Generator, n: int) -> torch.Tensor:
+    """T2V-Turbo's video-reward sampling: stride F // n, random start."""
+    stride = clips.shape[1] // n
+    start = int(rng.integers(0, stride))
+    return clips[:, start::stride][:, :n]
+
+
+def stage_rm_viclip(ctx: Context, steps: int | None = None) -> None:
+    tok = ctx.clip_tokenizer()
+    torch.manual_seed(12)
+    _video_text_stage(ctx, "rm_viclip", M.TinyViCLIP(tok, len(tok)), 502, lambda c, r: c, steps or JUDGE_STEPS["rm_viclip"])
+
+
+def stage_rm_internvid2(ctx: Context, steps: int | None = None) -> None:
+    torch.manual_seed(13)
+    model = M.TinyInternVid2(ctx.bert_tokenizer(), num_frames=4)
+    _video_text_stage(ctx, "rm_internvid2", model, 503, lambda c, r: strided_frames(c, r, 4), steps or JUDGE_STEPS["rm_internvid2"])
+
+
+def stage_eval_vt(ctx: Context, steps: int | None = None) -> None:
+    """The evaluation video-text model (overall consistency): ViCLIP's architecture, as
+    VBench reuses ViCLIP, but its own initialisation and data stream: no shared weights."""
+    tok = ctx.clip_tokenizer()
+    torch.manual_seed(14)
+    _video_text_stage(ctx, "eval_vt", M.TinyViCLIP(tok, len(tok)), 504, lambda c, r: c, steps or JUDGE_STEPS["eval_vt"])
+
+
+def _mild_augment(frames: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Robustness to imperfect generations: light blur or noise on some items.
+
+    Accepts frames [N, 3, H, W] or clips [N, F, 3, H, W]."""
+    from bench.tinyworld import degrade
+
+    clips = frames if frames.ndim == 5 else frames[:, None]
+    out = clips.clone()
+    g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    k = clips.shape[0] // 4
+    out[:k] = degrade.blur(clips[:k], float(rng.uniform(0, 0.25)))
+    out[k : 2 * k] = degrade.noise(clips[k : 2 * k], float(rng.uniform(0, 0.1)), g)
+    return out if frames.ndim == 5 else out[:, 0]
+
+
+def stage_eval_probe(ctx: Context, steps: int | None = None) -> None:
+    from bench.tinyworld.labels import IGNORE, frame_labels
+
+    torch.manual_seed(21)
+    probe = M.FrameProbe()
+    opt = torch.optim.AdamW(probe.parameters(), lr=1e-3, weight_decay=0.01)
+
+    def step_fn(step: int) -> dict[str, torch.Tensor]:
+        rng = batch_rng(601, step)
+        clips, specs = judge_batch(ctx, rng, 32)
+        lab = frame_labels(specs)
+        fi = torch.from_numpy(np.stack([rng.choice(FRAMES, 2, replace=False) for _ in range(32)]))
+        rows = torch.arange(32)[:, None].expand(32, 2)
+        frames = _mild_augment(clips[rows, fi].flatten(0, 1), rng)
+        y = {k: v[rows, fi].flatten(0, 1) for k, v in lab.items()}
+        out = probe(frames)
+        l_pres = F.binary_cross_entropy_with_logits(out["presence"], y["presence"])
+        l_col = F.cross_entropy(out["color"].flatten(0, 1), y["color"].flatten(), ignore_index=IGNORE)
+        mask = y["presence"][..., None]
+        l_pos = ((out["position"] - y["position"]).abs() * mask).sum() / mask.sum().clamp(min=1)
+        l_scene = F.cross_entropy(out["scene"], y["scene"])
+        l_style = F.cross_entropy(out["style"], y["style"])
+        loss = l_pres + l_col + l_pos + l_scene + l_style
+        return {"loss": loss, "presence": l_pres, "color": l_col, "position": l_pos, "scene": l_scene, "style": l_style}
+
+    info = train_loop(ctx, "eval_probe", {"probe": probe}, opt, step_fn, steps or JUDGE_STEPS["eval_probe"], lr=1e-3, warmup=200)
+    export(ctx, "eval_probe", {"eval_probe.safetensors": probe}, info)
+
+
+def stage_eval_clip(ctx: Context, steps: int | None = None) -> None:
+    from bench.tinyworld.labels import IGNORE, clip_labels
+
+    torch.manual_seed(22)
+    probe = M.ClipProbe()
+    opt = torch.optim.AdamW(probe.parameters(), lr=1e-3, weight_decay=0.01)
+
+    def step_fn(step: int) -> dict[str, torch.Tensor]:
+        rng = batch_rng(602, step)
+        clips, specs = judge_batch(ctx, rng, 32)
+        lab = clip_labels(specs)
+        out = probe(_mild_augment(clips, rng))
+        l_act = F.cross_entropy(out["action"], lab["action"], ignore_index=IGNORE)
+        l_cam = F.cross_entropy(out["camera"], lab["camera"])
+        return {"loss": l_act + l_cam, "action": l_act, "camera": l_cam}
+
+    info = train_loop(ctx, "eval_clip", {"probe": probe}, opt, step_fn, steps or JUDGE_STEPS["eval_clip"], lr=1e-3, warmup=200)
+    export(ctx, "eval_clip", {"eval_clip.safetensors": probe}, info)
+
+
+def stage_eval_quality(ctx: Context, steps: int | None = None) -> None:
+    from bench.tinyworld import degrade
+
+    torch.manual_seed(23)
+    net = M.QualityNet()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.01)
+
+    def step_fn(step: int) -> dict[str, torch.Tensor]:
+        rng = batch_rng(603, step)
+        clips = render([training_scene(rng, ctx.held_out) for _ in range(24)])
+        frames = clips[torch.arange(24), torch.from_numpy(rng.integers(0, FRAMES, 24))]
+        g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        xs, ta, ti = [frames], [torch.ones(24)], [torch.ones(24)]
+        for _ in range(4):
+            kind, sev = degrade.random_degradation(rng)
+            idx = torch.from_numpy(rng.choice(24, 12, replace=False))
+            xs.append(degrade.apply(kind, frames[idx, None], sev, g)[:, 0])
+            a, i = degrade.quality_targets(kind, sev)
+            ta.append(torch.full((12,), a))
+            ti.append(torch.full((12,), i))
+        out = net(torch.cat(xs))
+        loss = F.binary_cross_entropy(out["aesthetic"], torch.cat(ta)) + F.binary_cross_entropy(out["imaging"], torch.cat(ti))
+        return {"loss": loss}
+
+    info = train_loop(ctx, "eval_quality", {"net": net}, opt, step_fn, steps or JUDGE_STEPS["eval_quality"], lr=1e-3, warmup=100)
+    export(ctx, "eval_quality", {"eval_quality.safetensors": net}, info)
+
+
+STAGES.update(
+    {
+        "recon_pool": stage_recon_pool,
+        "rm_image": stage_rm_image,
+        "rm_viclip": stage_rm_viclip,
+        "rm_internvid2": stage_rm_internvid2,
+        "eval_probe": stage_eval_probe,
+        "eval_clip": stage_eval_clip,
+        "eval_quality": stage_eval_quality,
+        "eval_vt": stage_eval_vt,
+    }
+)

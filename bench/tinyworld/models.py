@@ -1,0 +1,442 @@
+"""The tiny world's models, built from the field's libraries in tiny configs.
+
+* VAE: diffusers `AutoencoderKL` (32x32 RGB -> 4 x 8 x 8 latents).
+* Text encoder: transformers `CLIPTextModel` + `CLIPTokenizer` over the world's words.
+* Teacher: diffusers `UNet3DConditionModel` (the ModelScope architecture), eps-prediction.
+* Rewards (mirroring the paper's): an image-text model (open_clip `CLIP`, HPSv2.1's role),
+  a ViCLIP-like video-text model (joint space-time ViT + CLIP text tower, 8 frames) and an
+  InternVideo2-like one (conv stem + attention pooling over 4 frames, BERT text tower).
+* Evaluators for the tiny benchmark (separate weights): a frame probe (objects, colours,
+  positions, scene, style), a clip probe (action, camera motion), a quality net (aesthetic,
+  imaging) and an evaluation video-text model (overall consistency, as VBench reuses ViCLIP).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.tinyworld.world import ACTIONS, CAMERAS, COLORS, FRAMES, SCENES, SHAPES, SIZE, STYLES, vocabulary
+from t2v_turbo_core.rewards import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    OPENAI_CLIP_MEAN,
+    OPENAI_CLIP_STD,
+    normalize,
+    resize_longest_side_and_pad,
+    resize_shortest_side_and_crop,
+)
+
+TEXT_CONTEXT = 32
+BERT_CONTEXT = 40  # InternVideo2's text length in T2V-Turbo's reward code
+EMBED_DIM = 64
+
+
+# --- tokenizers -------------------------------------------------------------------------
+
+
+def _byte_alphabet() -> list[str]:
+    """GPT-2 / CLIP byte-to-unicode table: every byte gets a printable character."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    extra = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + extra)
+            extra += 1
+    return [chr(c) for c in cs]
+
+
+def build_tokenizers(out_dir: str | Path) -> None:
+    """Train the world's tokenizers with `tokenizers` and save them in transformers' formats.
+
+    CLIP: byte-level BPE whose merges make every world word a single token, laid out like
+    OpenAI CLIP's vocabulary (256 bytes, 256 end-of-word bytes, merges, then the two
+    specials, so that end-of-text has the highest id as CLIP's argmax pooling expects).
+    BERT: a WordPiece vocabulary of the world's words plus single characters for fallback.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import BertTokenizer, CLIPTokenizer
+
+    out = Path(out_dir)
+    words = vocabulary() + [","]
+    alphabet = _byte_alphabet()
+    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
+    bpe.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.BpeTrainer(
+        vocab_size=5000, min_frequency=1, initial_alphabet=alphabet, end_of_word_suffix="</w>", show_progress=False
+    )
+    bpe.train_from_iterator(words, trainer)
+    scratch = out / "_bpe"
+    scratch.mkdir(parents=True, exist_ok=True)
+    bpe.model.save(str(scratch))
+    merges = [tuple(m.split()) for m in (scratch / "merges.txt").read_text().strip().split("\n")[1:]]
+    for f in scratch.iterdir():
+        f.unlink()
+    scratch.rmdir()
+    tokens = alphabet + [a + "</w>" for a in alphabet] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    clip_tok = CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, model_max_length=TEXT_CONTEXT)
+    clip_tok.save_pretrained(str(out / "clip_tokenizer"))
+
+    bert_dir = out / "bert_tokenizer"
+    bert_dir.mkdir(parents=True, exist_ok=True)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = sorted({c for w in words for c in w} | set("abcdefghijklmnopqrstuvwxyz0123456789"))
+    vocab = specials + words + chars + [f"##{c}" for c in chars]
+    (bert_dir / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    BertTokenizer(str(bert_dir / "vocab.txt"), do_lower_case=True, model_max_length=BERT_CONTEXT).save_pretrained(str(bert_dir))
+
+
+def load_clip_tokenizer(zoo_dir: str | Path):
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(str(Path(zoo_dir) / "clip_tokenizer"))
+
+
+def load_bert_tokenizer(zoo_dir: str | Path):
+    from transformers import BertTokenizer
+
+    return BertTokenizer.from_pretrained(str(Path(zoo_dir) / "bert_tokenizer"))
+
+
+# --- the text-to-video teacher ----------------------------------------------------------
+
+
+def vae_config() -> dict:
+    return dict(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(32, 64, 64),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=16,
+        sample_size=SIZE,
+    )
+
+
+def make_vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(**vae_config())
+
+
+def text_encoder_config(vocab_size: int, pad_token_id: int, bos_token_id: int, eos_token_id: int) -> dict:
+    return dict(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=TEXT_CONTEXT,
+        projection_dim=64,
+        pad_token_id=pad_token_id,
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
+    )
+
+
+def make_text_encoder(tokenizer):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return CLIPTextModel(
+        CLIPTextConfig(**text_encoder_config(len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id))
+    )
+
+
+def teacher_unet_config() -> dict:
+    # Attention only at the 4x4 level (and the 2x2 mid block): most of a UNet3D's CPU cost is
+    # attention and feed-forwards at full latent resolution.
+    return dict(
+        sample_size=SIZE // 4,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
+        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D", "UpBlock3D"),
+        block_out_channels=(32, 64, 64),
+        layers_per_block=1,
+        cross_attention_dim=64,
+        # diffusers' UNet3D reads this as the number of heads (64 channels -> 4 heads of 16).
+        attention_head_dim=4,
+        norm_num_groups=16,
+    )
+
+
+def make_teacher_unet():
+    from diffusers import UNet3DConditionModel
+
+    return UNet3DConditionModel(**teacher_unet_config())
+
+
+# --- reward models and the evaluation video-text model ----------------------------------
+
+
+class TinyImageTextReward(nn.Module):
+    """HPSv2.1's role: an open_clip CLIP scoring frames against prompts (cosine)."""
+
+    def __init__(self, tokenizer, vocab_size: int):
+        super().__init__()
+        from open_clip.model import CLIP
+
+        self.tokenizer = tokenizer
+        self.clip = CLIP(
+            embed_dim=EMBED_DIM,
+            vision_cfg=dict(layers=3, width=96, head_width=32, patch_size=4, image_size=SIZE),
+            text_cfg=dict(
+                context_length=TEXT_CONTEXT, vocab_size=vocab_size, width=64, heads=4, layers=2,
+                pad_id=tokenizer.pad_token_id, eos_id=tokenizer.eos_token_id,
+            ),
+        )
+
+    def tokenize(self, prompts: Sequence[str]) -> torch.Tensor:
+        return self.tokenizer(list(prompts), padding="max_length", max_length=TEXT_CONTEXT, truncation=True, return_tensors="pt").input_ids
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        # HPSv2's evaluation transform: longest side to the input size, pad square, CLIP stats.
+        x = normalize(resize_longest_side_and_pad(images, SIZE), OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
+        return F.normalize(self.clip.encode_image(x), dim=-1)
+
+    def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
+        device = next(self.parameters()).device
+        return F.normalize(self.clip.encode_text(self.tokenize(prompts).to(device)), dim=-1)
+
+    def forward(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        with torch.no_grad():
+            text = self.encode_text(prompts)
+        return (self.encode_images(images) * text).sum(-1)
+
+
+class _JointSpaceTimeViT(nn.Module):
+    """ViCLIP's video tower in miniature: patch tokens of all frames attend jointly."""
+
+    def __init__(self, frames: int, width: int = 64, layers: int = 2, heads: int = 4, patch: int = 8):
+        super().__init__()
+        # 8-pixel patches: 16 per frame, 128 space-time tokens for 8 frames (joint attention
+        # over 512 tokens of 4-pixel patches cost 4x more for no gain in retrieval).
+        n = (SIZE // patch) ** 2
+        self.patch = nn.Conv2d(3, width, patch, stride=patch)
+        self.cls = nn.Parameter(torch.zeros(1, 1, width))
+        self.pos = nn.Parameter(torch.randn(1, n, width) * 0.02)
+        self.time = nn.Parameter(torch.randn(1, frames, 1, width) * 0.02)
+        layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.ln = nn.LayerNorm(width)
+        self.proj = nn.Linear(width, EMBED_DIM, bias=False)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        b, f = clips.shape[:2]
+        tokens = self.patch(clips.flatten(0, 1)).flatten(2).transpose(1, 2)  # [B*F, N, W]
+        tokens = tokens.reshape(b, f, *tokens.shape[1:]) + self.pos[:, None] + self.time[:, :f]
+        tokens = torch.cat([self.cls.expand(b, 1, -1), tokens.flatten(1, 2)], dim=1)
+        return self.proj(self.ln(self.blocks(tokens)[:, 0]))
+
+
+class TinyViCLIP(nn.Module):
+    """The ViCLIP role: joint space-time ViT over 8 frames + CLIP text tower (context 32)."""
+
+    def __init__(self, tokenizer, vocab_size: int, num_frames: int = FRAMES):
+        super().__init__()
+        from open_clip.transformer import TextTransformer
+
+        self.num_frames = num_frames
+        self.tokenizer = tokenizer
+        self.video = _JointSpaceTimeViT(num_frames)
+        self.text = TextTransformer(
+            context_length=TEXT_CONTEXT, vocab_size=vocab_size, width=64, heads=4, layers=2, output_dim=EMBED_DIM,
+            pad_id=tokenizer.pad_token_id, eos_id=tokenizer.eos_token_id,
+        )
+        self.logit_scale = nn.Parameter(torch.tensor(2.659))
+
+    def encode_video(self, clips: torch.Tensor) -> torch.Tensor:
+        # T2V-Turbo's ViCLIP transform: shortest side to the input size, centre crop, ImageNet stats.
+        b, f = clips.shape[:2]
+        x = resize_shortest_side_and_crop(clips.flatten(0, 1), SIZE)
+        x = normalize(x, IMAGENET_MEAN, IMAGENET_STD).reshape(b, f, 3, SIZE, SIZE)
+        return F.normalize(self.video(x), dim=-1)
+
+    def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
+        device = next(self.parameters()).device
+        ids = self.tokenizer(list(prompts), padding="max_length", max_length=TEXT_CONTEXT, truncation=True, return_tensors="pt").input_ids
+        return F.normalize(self.text(ids.to(device)), dim=-1)
+
+    def forward(self, videos: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        with torch.no_grad():
+            text = self.encode_text(prompts)
+        return (self.encode_video(videos) * text).sum(-1)
+
+
+class _AttentionPoolVideo(nn.Module):
+    """InternVideo2's shape in miniature: conv stem, space-time blocks, attention pooling."""
+
+    def __init__(self, frames: int, width: int = 64, layers: int = 2, heads: int = 4):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 32, 3, stride=2, padding=1), nn.GELU(), nn.Conv2d(32, 48, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(48, width, 3, stride=2, padding=1),
+        )
+        n = (SIZE // 8) ** 2
+        self.pos = nn.Parameter(torch.randn(1, 1, n, width) * 0.02)
+        self.time = nn.Parameter(torch.randn(1, frames, 1, width) * 0.02)
+        layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.query = nn.Parameter(torch.randn(1, 1, width) * 0.02)
+        self.pool = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.ln = nn.LayerNorm(width)
+        self.proj = nn.Linear(width, EMBED_DIM, bias=False)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        b, f = clips.shape[:2]
+        tokens = self.stem(clips.flatten(0, 1)).flatten(2).transpose(1, 2)
+        tokens = tokens.reshape(b, f, *tokens.shape[1:]) + self.pos + self.time[:, :f]
+        tokens = self.blocks(tokens.flatten(1, 2))
+        pooled, _ = self.pool(self.query.expand(b, -1, -1), tokens, tokens)
+        return self.proj(self.ln(pooled[:, 0]))
+
+
+class TinyInternVid2(nn.Module):
+    """The InternVideo2 role: attention-pooled video tower over 4 frames + BERT text tower."""
+
+    def __init__(self, bert_tokenizer, num_frames: int = 4):
+        super().__init__()
+        from transformers import BertConfig, BertModel
+
+        self.num_frames = num_frames
+        self.tokenizer = bert_tokenizer
+        self.video = _AttentionPoolVideo(num_frames)
+        self.text = BertModel(
+            BertConfig(
+                vocab_size=len(bert_tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                intermediate_size=128, max_position_embeddings=BERT_CONTEXT, pad_token_id=bert_tokenizer.pad_token_id,
+            ),
+            add_pooling_layer=False,
+        )
+        self.text_proj = nn.Linear(64, EMBED_DIM)
+        self.logit_scale = nn.Parameter(torch.tensor(2.659))
+
+    def encode_video(self, clips: torch.Tensor) -> torch.Tensor:
+        b, f = clips.shape[:2]
+        x = resize_shortest_side_and_crop(clips.flatten(0, 1), SIZE)
+        x = normalize(x, IMAGENET_MEAN, IMAGENET_STD).reshape(b, f, 3, SIZE, SIZE)
+        return F.normalize(self.video(x), dim=-1)
+
+    def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
+        device = next(self.parameters()).device
+        tok = self.tokenizer(list(prompts), padding="max_length", max_length=BERT_CONTEXT, truncation=True, return_tensors="pt")
+        out = self.text(input_ids=tok.input_ids.to(device), attention_mask=tok.attention_mask.to(device)).last_hidden_state
+        return F.normalize(self.text_proj(out[:, 0]), dim=-1)
+
+    def forward(self, videos: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        with torch.no_grad():
+            text = self.encode_text(prompts)
+        return (self.encode_video(videos) * text).sum(-1)
+
+
+# --- evaluators -------------------------------------------------------------------------
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.GroupNorm(8, cout), nn.GELU())
+
+
+class FrameProbe(nn.Module):
+    """Per-frame detector of the world: which shapes are present, their colours and
+    positions, the scene and the appearance style. Its object features play DINO's role in
+    subject consistency and its scene features CLIP's role in background consistency."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        w = width
+        self.stem = nn.Sequential(_conv(3, w), _conv(w, 2 * w, 2), _conv(2 * w, 2 * w), _conv(2 * w, 4 * w, 2), _conv(4 * w, 4 * w))
+        self.obj = nn.Sequential(_conv(4 * w, 4 * w, 2), nn.Flatten(), nn.Linear(16 * 4 * w, 128), nn.GELU())
+        self.scene_branch = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(4 * 4 * w, 64), nn.GELU())
+        self.presence = nn.Linear(128, len(SHAPES))
+        self.color = nn.Linear(128, len(SHAPES) * len(COLORS))
+        self.position = nn.Linear(128, len(SHAPES) * 2)
+        self.scene = nn.Linear(64, len(SCENES))
+        self.style = nn.Linear(128 + 64, len(STYLES))
+
+    def forward(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.stem(normalize(frames, IMAGENET_MEAN, IMAGENET_STD))
+        o, s = self.obj(h), self.scene_branch(h)
+        n = frames.shape[0]
+        return {
+            "presence": self.presence(o),
+            "color": self.color(o).reshape(n, len(SHAPES), len(COLORS)),
+            "position": torch.tanh(self.position(o)).reshape(n, len(SHAPES), 2),
+            "scene": self.scene(s),
+            "style": self.style(torch.cat([o, s], -1)),
+            "object_features": o,
+            "scene_features": s,
+        }
+
+
+class ClipProbe(nn.Module):
+    """Per-clip classifier of the subject's action and the camera motion (3D convolutions)."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        w = width
+
+        def block(cin, cout, stride):
+            return nn.Sequential(nn.Conv3d(cin, cout, 3, stride=stride, padding=1), nn.GroupNorm(8, cout), nn.GELU())
+
+        self.net = nn.Sequential(
+            block(6, w, (1, 2, 2)), block(w, 2 * w, (1, 2, 2)), block(2 * w, 2 * w, (2, 1, 1)),
+            block(2 * w, 4 * w, (2, 2, 2)), nn.AdaptiveAvgPool3d(1), nn.Flatten(),
+        )
+        self.action = nn.Linear(4 * w, len(ACTIONS))
+        self.camera = nn.Linear(4 * w, len(CAMERAS))
+
+    def forward(self, clips: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = clips.transpose(1, 2)  # [B, 3, F, H, W]
+        diff = torch.cat([x[:, :, 1:] - x[:, :, :-1], torch.zeros_like(x[:, :, :1])], dim=2)
+        h = self.net(torch.cat([x - 0.5, diff * 4], dim=1))
+        return {"action": self.action(h), "camera": self.camera(h)}
+
+
+class QualityNet(nn.Module):
+    """Per-frame aesthetic and imaging quality in [0, 1] (LAION aesthetic / MUSIQ's roles)."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        w = width
+        self.net = nn.Sequential(
+            _conv(3, w), _conv(w, 2 * w, 2), _conv(2 * w, 2 * w), _conv(2 * w, 4 * w, 2), _conv(4 * w, 4 * w, 2),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * w, 64), nn.GELU(), nn.Linear(64, 2),
+        )
+
+    def forward(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = torch.sigmoid(self.net(frames - 0.5))
+        return {"aesthetic": out[:, 0], "imaging": out[:, 1]}
+
+
+# --- zoo files ----------------------------------------------------------------------------
+
+
+def save_module(module: nn.Module, path: str | Path, metadata: dict | None = None) -> None:
+    """safetensors, written atomically (temp name, then rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    save_file(state, str(tmp), metadata={k: json.dumps(v) for k, v in (metadata or {}).items()})
+    tmp.replace(path)
+
+
+def load_module(module: nn.Module, path: str | Path) -> nn.Module:
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"tiny-world zoo file not found: {path} (rebuild with `bench zoo build`)")
+    module.load_state_dict(load_file(str(path)), strict=True)
+    return module.eval().requires_grad_(False)
