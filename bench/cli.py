@@ -34,6 +34,8 @@ def _register_verbs() -> None:
 # Verb modules, in the order the paper's pipeline runs them.
 VERB_MODULES: list[str] = [
     "bench.zoo",
+    "bench.train",
+    "bench.generate",
     "bench.score",
     "bench.report",
 ]

@@ -98,6 +98,25 @@ class DistillationOutput:
         return log
 
 
+@contextlib.contextmanager
+def _eval_mode(*modules: nn.Module):
+    """Dropout off for the teacher's ODE step and the target, whatever mode the caller trains in.
+
+    The teacher and theta^- define the regression target; with the student's base weights
+    shared, train mode would otherwise apply the UNet's own dropout (diffusers' temporal convs
+    use p = 0.1) to the teacher's prediction.
+    """
+    flags = [(m, m.training) for mod in modules if isinstance(mod, nn.Module) for m in mod.modules()]
+    for mod in modules:
+        if isinstance(mod, nn.Module):
+            mod.eval()
+    try:
+        yield
+    finally:
+        for m, was in flags:
+            m.training = was
+
+
 def _freeze(module: Any) -> None:
     if isinstance(module, nn.Module):
         module.requires_grad_(False)
@@ -190,7 +209,7 @@ class ConsistencyDistiller:
 
         # Teacher and target first: the EMA swap writes into the student's parameters, which
         # must not happen after they have been used in the graph of this step.
-        with torch.no_grad(), self._autocast(device):
+        with torch.no_grad(), self._autocast(device), _eval_mode(self.student, self.teacher):
             net = self.student if self.teacher is None else self.teacher
             with self._teacher_context():
                 eps_both = predict_noise(

@@ -16,9 +16,13 @@ from t2v_turbo_core.lora import W_PROJECTION_SUFFIX, LoraSettings, add_lora
 def student_from_diffusers_unet(
     teacher_unet: nn.Module, lora: LoraSettings | None = LoraSettings(), guidance_embedding_dim: int = 256
 ) -> nn.Module:
-    config = dict(teacher_unet.config)
+    # Private keys go: diffusers' `_use_default_values` would reset time_cond_proj_dim to None
+    # in from_config whenever the teacher was built without naming it.
+    config = {k: v for k, v in dict(teacher_unet.config).items() if not k.startswith("_")}
     config["time_cond_proj_dim"] = guidance_embedding_dim
     student = type(teacher_unet).from_config(config)
+    if getattr(student.config, "time_cond_proj_dim", None) != guidance_embedding_dim:
+        raise ValueError(f"{type(teacher_unet).__name__} did not take time_cond_proj_dim={guidance_embedding_dim}")
     missing, unexpected = student.load_state_dict(teacher_unet.state_dict(), strict=False)
     bad_missing = [k for k in missing if W_PROJECTION_SUFFIX not in k.split(".")]
     if bad_missing or unexpected:

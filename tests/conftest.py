@@ -1,5 +1,14 @@
+import pytest
 import torch
 
 # Tiny models gain nothing from intra-op threads, and with other processes on a 2-core
 # machine OpenMP spin-waiting makes them several times slower: one thread per test process.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def random_zoo(tmp_path_factory):
+    """A tiny-world zoo with random weights in the shipped layout (seconds to build)."""
+    from bench.tinyworld.testing import make_random_zoo
+
+    return make_random_zoo(tmp_path_factory.mktemp("random_zoo"))

@@ -155,3 +155,45 @@ def tiny_suite(dimensions: list[str] | tuple[str, ...] | None = None) -> list[Ti
 
 def held_out_prompts() -> frozenset[str]:
     return frozenset(p for p, _, _ in _ENTRIES)
+
+
+def spec_for_prompt(entry: TinyPrompt, rng) -> "SceneSpec":
+    """A clip of the world that satisfies a suite prompt (its unnamed factors drawn at random).
+
+    Rendering these gives the "real videos" of each prompt, which score near the top of
+    every dimension; caption(spec) == entry.prompt.
+    """
+    from dataclasses import replace
+
+    from bench.tinyworld.world import (
+        COLORS,
+        SCENES,
+        SceneSpec,
+        caption,
+        randomize_appearance,
+        sample_object,
+        sample_pair,
+    )
+
+    aux = entry.auxiliary_info
+    objs = aux.get("objects", [])
+    scene = aux.get("scene") or str(rng.choice(SCENES))
+    named = "scene" in aux and bool(objs)
+    style = aux.get("style", "solid")
+    camera = aux.get("camera", "static")
+    if len(objs) == 1:
+        o = objs[0]
+        obj = sample_object(rng, action=aux.get("action", "still"), shape=o["shape"], color=o["color"] or str(rng.choice(COLORS)))
+        if o["color"] is None:
+            obj = replace(obj, color_named=False)
+        spec = SceneSpec(scene, (obj,), style=style, camera=camera, scene_named=named)
+    elif len(objs) == 2:
+        a, b = sample_pair(rng, aux.get("relation"), shapes=(objs[0]["shape"], objs[1]["shape"]),
+                           colors=(objs[0]["color"], objs[1]["color"]))
+        spec = SceneSpec(scene, (a, b), relation=aux.get("relation"), style=style, camera=camera, scene_named=named)
+    else:
+        spec = SceneSpec(scene, (), style=style, camera=camera)
+    spec = randomize_appearance(rng, spec)
+    if caption(spec) != entry.prompt:
+        raise AssertionError(f"suite prompt {entry.prompt!r} renders as {caption(spec)!r}")
+    return spec

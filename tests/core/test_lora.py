@@ -95,3 +95,17 @@ def test_save_and_load_student_round_trip(tiny_unet3d, tmp_path):
         load_student(other_rank, path)
     with pytest.raises(FileNotFoundError):
         load_student(fresh, tmp_path / "missing.safetensors")
+
+
+def test_student_gets_w_projection_when_teacher_config_used_defaults():
+    """Regression: diffusers' `_use_default_values` made from_config drop time_cond_proj_dim."""
+    from diffusers import UNet3DConditionModel
+
+    teacher = UNet3DConditionModel(
+        sample_size=4, down_block_types=("DownBlock3D", "CrossAttnDownBlock3D"),
+        up_block_types=("CrossAttnUpBlock3D", "UpBlock3D"), block_out_channels=(8, 16), layers_per_block=1,
+        cross_attention_dim=TEXT_DIM, attention_head_dim=4, norm_num_groups=4,
+    )
+    student = student_from_diffusers_unet(teacher, LoraSettings(rank=2))
+    assert student.config.time_cond_proj_dim == 256
+    assert student.time_embedding.cond_proj is not None

@@ -1,0 +1,351 @@
+"""`bench train`: train one ablation variant (VCM, VCM+R_img, VCM+R_vid, T2V-Turbo).
+
+The recipe around `t2v_turbo_core.distillation.ConsistencyDistiller`: build the teacher and
+student from a config, load the reward models the variant needs, draw batches, step the
+optimiser through `accelerate` (one process, or DDP over several, CPU or GPU), log every loss
+term, checkpoint, resume. Checkpoints hold only what training changes (LoRA, w projection,
+EMA, optimiser, step, RNG), never the frozen teacher, so they are small at any model size.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import typer
+
+from bench.config import TrainConfig, config_to_dict, load_config
+from bench.runs import RunError, read_run, run_record, student_adapter_path, write_json_atomic
+
+LOG_COLUMNS = ("step", "seconds", "lr", "loss", "loss_cd", "loss_reward", "reward_img", "reward_vid", "grad_norm")
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+# --- data -------------------------------------------------------------------------------
+
+
+class TinyWorldBatches:
+    """Clips of the tiny world rendered on the fly, a pure function of (seed, step, rank).
+
+    The tiny benchmark's exact prompts are held out, as for the teacher. Resuming at step s
+    therefore sees exactly the batches an uninterrupted run would have seen.
+    """
+
+    def __init__(self, teacher, seed: int, rank: int):
+        from bench.tinyworld.suite import held_out_prompts
+
+        self.teacher = teacher
+        self.seed = seed
+        self.rank = rank
+        self.held_out = held_out_prompts()
+
+    @torch.no_grad()
+    def __call__(self, step: int, batch_size: int, device) -> tuple[torch.Tensor, list[str]]:
+        from bench.tinyworld.render import render
+        from bench.tinyworld.world import caption, training_scene
+
+        rng = np.random.default_rng([self.seed, 7001, self.rank, step])
+        specs = [training_scene(rng, self.held_out) for _ in range(batch_size)]
+        video = render(specs).to(device)  # [B, F, 3, H, W] in [0, 1]
+        pixels = video.permute(0, 2, 1, 3, 4) * 2 - 1
+        gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        latents = self.teacher.vae.encode(pixels, sample=True, generator=gen)
+        return latents, [caption(s) for s in specs]
+
+
+class VideoFileBatches:
+    """Real training data: a WebVid-style caption file decoded by `t2v_turbo_core.data`."""
+
+    def __init__(self, teacher, cfg: TrainConfig, seed: int, rank: int, world: int):
+        from t2v_turbo_core.data import VideoCaptionDataset
+
+        data = dict(cfg.data)
+        if "annotations" not in data:
+            raise TrainingError("real teachers need `data.annotations=/path/to/captions.csv` (see README: Real checkpoints)")
+        self.dataset = VideoCaptionDataset(
+            data["annotations"], video_root=data.get("video_root"), num_frames=teacher.num_frames,
+            height=teacher.height, width=teacher.width, target_fps=data.get("fps", teacher.fps), seed=seed,
+        )
+        self.teacher, self.seed, self.rank, self.world = teacher, seed, rank, world
+
+    @torch.no_grad()
+    def __call__(self, step: int, batch_size: int, device) -> tuple[torch.Tensor, list[str]]:
+        rng = np.random.default_rng([self.seed, 7002, step])
+        order = rng.permutation(len(self.dataset))
+        videos, captions, i = [], [], (step * self.world + self.rank) * batch_size
+        while len(videos) < batch_size:
+            item = self.dataset.load(int(order[i % len(order)]))
+            i += 1
+            if item is None:  # corrupt or too short: skipped and counted by the dataset
+                continue
+            videos.append(item["video"])
+            captions.append(item["caption"])
+        pixels = torch.stack(videos).to(device)  # [B, 3, F, H, W] in [-1, 1]
+        gen = torch.Generator().manual_seed(int(rng.integers(2**31)) + self.rank)
+        return self.teacher.vae.encode(pixels, sample=True, generator=gen), captions
+
+
+# --- reward models ----------------------------------------------------------------------
+
+
+def load_rewards(cfg: TrainConfig, device) -> tuple[Any, Any]:
+    """(image-text reward, video-text reward) that the variant uses; None where it uses none."""
+    if not (cfg.uses_image_reward or cfg.uses_video_reward):
+        return None, None
+    if cfg.teacher == "tiny":
+        from bench.tinyworld.zoo import load_tiny_rewards
+
+        rms = load_tiny_rewards(cfg.weights.get("tiny_zoo"), device=device)
+        image = rms["image"] if cfg.uses_image_reward else None
+        video = rms[cfg.rm_vid] if cfg.uses_video_reward else None
+        return image, video
+    from bench.components import load_real_rewards
+
+    return load_real_rewards(cfg, device=device)
+
+
+# --- checkpoints --------------------------------------------------------------------------
+
+
+def _checkpoint_dirs(run_dir: Path) -> list[Path]:
+    root = run_dir / "checkpoints"
+    done = [p for p in root.glob("step-*") if (p / "state.json").is_file()] if root.is_dir() else []
+    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
+
+
+def save_checkpoint(run_dir: Path, step: int, student, optimizer, distiller, accelerator, keep: int, elapsed: float) -> Path:
+    """Written to a temp folder and renamed, so a kill never leaves a half checkpoint."""
+    from t2v_turbo_core.lora import save_student
+
+    final = run_dir / "checkpoints" / f"step-{step:06d}"
+    tmp = final.with_name(final.name + ".tmp")
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_student(accelerator.unwrap_model(student), tmp / "student.safetensors")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        if distiller.ema is not None:
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in distiller.ema.state_dict().items()}, str(tmp / "ema.safetensors"))
+    accelerator.wait_for_everyone()
+    torch.save({"torch": torch.get_rng_state()}, tmp / f"rng-{accelerator.process_index}.pt")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / "state.json").write_text(json.dumps({"step": step, "elapsed": elapsed, "world": accelerator.num_processes}))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in _checkpoint_dirs(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(ckpt: Path, student, optimizer, distiller, accelerator) -> tuple[int, float]:
+    from t2v_turbo_core.lora import load_student
+
+    load_student(accelerator.unwrap_model(student), ckpt / "student.safetensors")
+    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True))
+    if distiller.ema is not None:
+        from safetensors.torch import load_file
+
+        distiller.ema.load_state_dict(load_file(str(ckpt / "ema.safetensors")))
+    rng = ckpt / f"rng-{accelerator.process_index}.pt"
+    if rng.is_file():
+        torch.set_rng_state(torch.load(rng, weights_only=True)["torch"])
+    state = json.loads((ckpt / "state.json").read_text())
+    return int(state["step"]), float(state.get("elapsed", 0.0))
+
+
+# --- the recipe ---------------------------------------------------------------------------
+
+
+def default_run_name(cfg: TrainConfig) -> str:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    rm = f"-{cfg.rm_vid}" if cfg.uses_video_reward else ""
+    return f"{cfg.teacher}-{cfg.variant.replace('+', '_')}{rm}-{stamp}"
+
+
+def train(
+    cfg: TrainConfig,
+    run_dir: Path,
+    resume: bool = False,
+    progress: Any = None,
+    on_step: Callable[[int, dict], None] | None = None,
+    device: str | None = None,
+) -> dict:
+    """Train one variant into `run_dir`; returns a summary. Resumable; multi-process via accelerate."""
+    from accelerate import Accelerator
+
+    from t2v_turbo_core.distillation import ConsistencyDistiller
+    from t2v_turbo_core.lora import save_student, trainable_parameters
+
+    cfg.validate()
+    accelerator = Accelerator(cpu=(device == "cpu"), mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
+    rank, world = accelerator.process_index, accelerator.num_processes
+    run_dir = Path(run_dir)
+    run_json = run_dir / "run.json"
+    checkpoints = _checkpoint_dirs(run_dir)
+    if run_json.is_file() and not resume:
+        raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
+    if resume:
+        if not run_json.is_file():
+            raise TrainingError(f"--resume: {run_dir} has no run.json to resume")
+        previous = read_run(run_dir)["config"]
+        if previous != config_to_dict(cfg):
+            changed = sorted(k for k in previous if previous.get(k) != config_to_dict(cfg).get(k))
+            raise TrainingError(f"--resume: the config differs from the run's ({', '.join(changed)}); resume with the same config")
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not run_json.is_file():
+            write_json_atomic(run_json, run_record("train", config_to_dict(cfg), {"seed": cfg.seed},
+                                                   {"status": "running", "processes": world}))
+    accelerator.wait_for_everyone()
+
+    torch.manual_seed(cfg.seed + rank)
+    from bench.runs import load_teacher
+
+    teacher = load_teacher(cfg, device=accelerator.device)
+    student = teacher.make_student(cfg.lora_settings()).to(accelerator.device)
+    image_rm, video_rm = load_rewards(cfg, accelerator.device)
+    uncond = teacher.text_encoder([""])
+    distiller = ConsistencyDistiller(
+        student, teacher.schedule, uncond, cfg.distillation_config(), vae=teacher.vae,
+        image_reward=image_rm, video_reward=video_rm, unet_kwargs=teacher.unet_kwargs,
+    )
+    params = list(trainable_parameters(student).values())
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # DDP wraps the student; the distiller keeps calling the wrapped module.
+    student, optimizer = accelerator.prepare(student, optimizer)
+    distiller.student = student
+
+    step, elapsed = 0, 0.0
+    if resume and checkpoints:
+        step, elapsed = load_checkpoint(checkpoints[-1], student, optimizer, distiller, accelerator)
+    data = TinyWorldBatches(teacher, cfg.seed, rank) if cfg.teacher == "tiny" else VideoFileBatches(teacher, cfg, cfg.seed, rank, world)
+    log_path = run_dir / "train_log.csv"
+    if accelerator.is_main_process and step == 0 and log_path.exists():
+        log_path.unlink()  # a fresh start (no checkpoint yet): no stale rows
+    task = progress.add_task(run_dir.name, total=cfg.steps, completed=step, info="") if (progress and accelerator.is_main_process) else None
+    t0 = time.time() - elapsed
+    last: dict[str, float] = {}
+    while step < cfg.steps:
+        lr = cfg.lr * min(1.0, (step + 1) / cfg.lr_warmup) if cfg.lr_warmup else cfg.lr
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        latents, prompts = data(step, cfg.batch_size, accelerator.device)
+        text = teacher.text_encoder(prompts)
+        gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step * 1_009 + rank) % (2**31))
+        out = distiller.step(latents, text, prompts, generator=gen)
+        finite = torch.tensor([1.0 if torch.isfinite(out.loss) else 0.0], device=accelerator.device)
+        if accelerator.gather(finite).min() < 1:
+            kept = _checkpoint_dirs(run_dir)
+            where = f"last good checkpoint: {kept[-1]}" if kept else "no checkpoint was written yet"
+            if accelerator.is_main_process:
+                _set_status(run_dir, "failed", {"error": f"non-finite loss at step {step}"})
+            raise TrainingError(f"non-finite loss ({float(out.loss.detach())}) at step {step}; training stopped, {where}")
+        accelerator.backward(out.loss)
+        grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        distiller.update_target()
+        step += 1
+        last = {**out.as_log(), "grad_norm": float(grad_norm), "lr": lr}
+        if accelerator.is_main_process and (step % cfg.log_every == 0 or step == cfg.steps):
+            _append_log(log_path, step, time.time() - t0, last)
+        if task is not None:
+            progress.update(task, completed=step, info=f"cd={last['loss_cd']:.4f} R_img={last['reward_img']:.3f} R_vid={last['reward_vid']:.3f}")
+        if on_step is not None:
+            on_step(step, last)
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            save_checkpoint(run_dir, step, student, optimizer, distiller, accelerator, cfg.keep_checkpoints, time.time() - t0)
+
+    if accelerator.is_main_process:
+        save_student(accelerator.unwrap_model(student), student_adapter_path(run_dir),
+                     metadata={"step": str(step), "variant": cfg.variant, "rm_vid": cfg.rm_vid})
+        _set_status(run_dir, "finished", {"steps": step, "train_seconds": round(time.time() - t0, 1), "final": last})
+    accelerator.wait_for_everyone()
+    return {"run_dir": str(run_dir), "steps": step, "seconds": round(time.time() - t0, 1), "final": last,
+            "main_process": accelerator.is_main_process}
+
+
+def _append_log(path: Path, step: int, seconds: float, values: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        w = csv.writer(fh)
+        if new:
+            w.writerow(LOG_COLUMNS)
+        w.writerow([step, f"{seconds:.2f}"] + [f"{values.get(k, float('nan')):.6g}" for k in LOG_COLUMNS[2:]])
+
+
+def _set_status(run_dir: Path, status: str, extra: dict) -> None:
+    record = read_run(run_dir)
+    record.update({"status": status, **extra})
+    write_json_atomic(run_dir / "run.json", record)
+
+
+# --- CLI ----------------------------------------------------------------------------------
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+    def train_command(
+        ctx: typer.Context,
+        variant: str = typer.Option(None, "--variant", help="vcm | vcm+img | vcm+vid | vcm+img+vid (T2V-Turbo)."),
+        rm_vid: str = typer.Option(None, "--rm-vid", help="Video reward model: viclip | internvid2."),
+        config: str = typer.Option("tiny", "--config", "-c", help="Shipped config (tiny, ms, vc2) or a YAML path."),
+        run_dir: Path = typer.Option(None, "--run-dir", help="Run directory (default: runs/<teacher>-<variant>-<time>)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its last checkpoint."),
+        device: str = typer.Option(None, "--device", help="cpu to force the CPU (default: accelerate's choice)."),
+    ) -> None:
+        """Train one ablation variant; extra KEY=VALUE arguments override the config.
+
+        Examples:
+          bench train --variant vcm+img+vid --rm-vid viclip steps=300 lr=1e-3
+          bench train --config vc2 --variant vcm+img+vid --rm-vid internvid2 data.annotations=webvid.csv
+          bench train --run-dir runs/my-run --resume
+          accelerate launch --multi_gpu --num_processes 2 -m bench train --device cpu --variant vcm steps=100
+        (accelerate's torchrun launcher; on a machine without GPUs the processes use gloo on the CPU)
+        """
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        from bench.config import ConfigError
+
+        console = Console(stderr=True)
+        try:
+            if resume and run_dir is not None and (run_dir / "run.json").is_file() and variant is None and rm_vid is None and not ctx.args:
+                from bench.config import config_from_dict
+
+                cfg = config_from_dict(read_run(run_dir)["config"])
+                cfg.validate()
+            else:
+                cfg = load_config(config, list(ctx.args), variant=variant, rm_vid=rm_vid)
+        except (ConfigError, RunError) as err:
+            console.print(f"[red]error:[/] {err}")
+            raise typer.Exit(2)
+        target = run_dir or Path("runs") / default_run_name(cfg)
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console) as progress:
+            try:
+                summary = train(cfg, target, resume=resume, progress=progress, device=device)
+            except TrainingError as err:
+                console.print(f"[red]error:[/] {err}")
+                raise typer.Exit(1)
+            except FileNotFoundError as err:
+                console.print(f"[red]error:[/] {err}")
+                raise typer.Exit(2)
+        if summary["main_process"]:
+            console.print(f"[green]done[/]: {summary['steps']} steps in {summary['seconds']}s -> {summary['run_dir']}")
