@@ -54,5 +54,67 @@ def build(
             progress.console.print(f"[green]{name}[/]: done")
 
 
+@zoo_app.command("check")
+def check(
+    zoo_dir: Path = typer.Option(None, help="Zoo to check (default: the shipped one)."),
+    out: Path = typer.Option(None, help="Where to write gates.json (default: inside the zoo)."),
+    sheets: Path = typer.Option(Path("docs/img"), help="Folder for the contact sheets (teacher samples, renders)."),
+    threads: int = typer.Option(2, help="torch intra-op threads."),
+) -> None:
+    """Re-measure the tiny world's quality gates from the zoo's files and write gates.json.
+
+    VAE reconstruction error on held-out clips; reward models' caption retrieval; the
+    evaluators' accuracy on held-out clean renders; 50-step CFG teacher samples on held-out
+    prompts judged by the evaluators against chance (and a contact sheet to look at).
+    """
+    import json
+    import time
+
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from bench.tinyworld import check as C
+    from bench.tinyworld.gates import evaluator_accuracy
+    from bench.tinyworld.zoo import ZooError, load_tiny_evaluators, load_tiny_rewards, load_tiny_teacher, zoo_dir as resolve
+
+    console = Console()
+    torch.set_num_threads(threads)
+    d = resolve(zoo_dir)
+    try:
+        teacher = load_tiny_teacher(d)
+        rewards = load_tiny_rewards(d)
+        evaluators = load_tiny_evaluators(d)
+    except ZooError as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2)
+    sheets.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    gates = {
+        "vae": C.vae_gate(teacher),
+        "rewards": C.reward_gate(rewards),
+        "evaluators": evaluator_accuracy(evaluators),
+        "teacher": C.teacher_gate(teacher, evaluators, sheet=sheets / "tiny-teacher-samples.png"),
+    }
+    C.real_clip_sheet(sheets / "tiny-world-renders.png")
+    gates["seconds"] = round(time.time() - t0, 1)
+    target = out or d / "gates.json"
+    target.write_text(json.dumps(gates, indent=2) + "\n")
+    table = Table(title=f"tiny-world quality gates ({target})")
+    table.add_column("gate")
+    table.add_column("value", justify="right")
+    table.add_row("VAE held-out MAE / PSNR", f"{gates['vae']['mae']:.4f} / {gates['vae']['psnr_db']:.1f} dB")
+    for name, r in gates["rewards"].items():
+        table.add_row(f"reward {name}: top-1 retrieval ({r['candidates']} captions) / beats hard negative",
+                      f"{r['top1_retrieval']:.3f} / {r['beats_hard_negative']:.3f}")
+    for name, v in gates["evaluators"].items():
+        if isinstance(v, (int, float)):
+            table.add_row(f"evaluator {name}", f"{v:.3f}")
+    for dim, r in gates["teacher"].items():
+        chance = "n/a" if r["chance"] is None else f"{r['chance']:.3f}"
+        table.add_row(f"teacher 50-step CFG: {dim} (chance {chance})", f"{r['accuracy']:.3f} ({r['videos']} videos)")
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(zoo_app, name="zoo")

@@ -55,9 +55,21 @@ def read_manifest(zoo_dir: Path) -> dict:
 
 def write_manifest(zoo_dir: Path, manifest: dict) -> None:
     zoo_dir.mkdir(parents=True, exist_ok=True)
-    tmp = zoo_dir / "zoo.json.tmp"
+    tmp = zoo_dir / f"zoo.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, zoo_dir / "zoo.json")
+
+
+def update_manifest(zoo_dir: Path, stage: str, entry: dict) -> None:
+    """Read-modify-write of zoo.json under a file lock: stages may run in parallel processes."""
+    import fcntl
+
+    zoo_dir.mkdir(parents=True, exist_ok=True)
+    with open(zoo_dir / ".zoo.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = read_manifest(zoo_dir)
+        manifest["stages"][stage] = entry
+        write_manifest(zoo_dir, manifest)
 
 
 class EMA:
@@ -209,9 +221,7 @@ def export(ctx: Context, stage: str, files: dict[str, nn.Module], info: dict) ->
         tmp = path.with_name(path.name + ".tmp")
         save_file({k: v.detach().cpu().contiguous() for k, v in half.items()}, str(tmp))
         os.replace(tmp, path)
-    manifest = read_manifest(ctx.zoo_dir)
-    manifest["stages"][stage] = {**info, "files": sorted(files), "threads": torch.get_num_threads()}
-    write_manifest(ctx.zoo_dir, manifest)
+    update_manifest(ctx.zoo_dir, stage, {**info, "files": sorted(files), "threads": torch.get_num_threads()})
 
 
 def stage_done(ctx: Context, stage: str) -> bool:
@@ -225,12 +235,10 @@ def stage_done(ctx: Context, stage: str) -> bool:
 def stage_tokenizers(ctx: Context) -> None:
     t0 = time.time()
     M.build_tokenizers(ctx.zoo_dir)
-    manifest = read_manifest(ctx.zoo_dir)
-    manifest["stages"]["tokenizers"] = {"seconds": round(time.time() - t0, 1), "files": ["clip_tokenizer/tokenizer.json", "bert_tokenizer/vocab.txt"]}
-    write_manifest(ctx.zoo_dir, manifest)
+    update_manifest(ctx.zoo_dir, "tokenizers", {"seconds": round(time.time() - t0, 1), "files": ["clip_tokenizer/tokenizer.json", "bert_tokenizer/vocab.txt"]})
 
 
-VAE_STEPS = 2500
+VAE_STEPS = 1500
 
 
 def stage_vae(ctx: Context, steps: int = VAE_STEPS) -> None:
@@ -265,7 +273,7 @@ def stage_vae(ctx: Context, steps: int = VAE_STEPS) -> None:
     ctx.cache.pop("vae", None)
 
 
-TEACHER_CLIPS = 40_000
+TEACHER_CLIPS = 30_000
 SHARD = 1000
 
 
@@ -293,12 +301,10 @@ def stage_teacher_data(ctx: Context, clips: int = TEACHER_CLIPS) -> None:
             atomic_torch_save({"latents": torch.cat(lats), "captions": [caption(sp) for sp in specs]}, path)
         if task is not None:
             ctx.progress.update(task, completed=s + 1)
-    manifest = read_manifest(ctx.zoo_dir)
-    manifest["stages"]["teacher_data"] = {"clips": clips, "seconds": round(time.time() - t0, 1), "files": []}
-    write_manifest(ctx.zoo_dir, manifest)
+    update_manifest(ctx.zoo_dir, "teacher_data", {"clips": clips, "seconds": round(time.time() - t0, 1), "files": []})
 
 
-TEACHER_STEPS = 8000
+TEACHER_STEPS = 6000
 TEACHER_BATCH = 32
 CAPTION_DROPOUT = 0.1
 
@@ -425,9 +431,7 @@ def stage_recon_pool(ctx: Context, clips: int = RECON_POOL) -> None:
                 if task is not None:
                     ctx.progress.update(task, completed=i + 100)
         atomic_torch_save({"clips": torch.cat(out), "specs": [spec_to_dict(s) for s in specs]}, path)
-    manifest = read_manifest(ctx.zoo_dir)
-    manifest["stages"]["recon_pool"] = {"clips": clips, "seconds": round(time.time() - t0, 1), "files": []}
-    write_manifest(ctx.zoo_dir, manifest)
+    update_manifest(ctx.zoo_dir, "recon_pool", {"clips": clips, "seconds": round(time.time() - t0, 1), "files": []})
 
 
 def _recon_pool(ctx: Context):

@@ -1,0 +1,567 @@
+"""`bench ablate`: the paper's ablation (Tables 2 and 3) end to end, resumably.
+
+For each variant (VCM, VCM+R_img, VCM+R_vid, T2V-Turbo with ViCLIP, T2V-Turbo with
+InternVid2): train -> generate at n steps -> score. For the teacher: generate with 50-step
+DDIM + CFG -> score. Every model generates from the same per-video seeds, so comparisons
+are paired. Then one report: the 16 dimensions, Total / Quality / Semantic with 95%
+bootstrap confidence intervals over prompts, each variant's difference to VCM with its
+interval, a speed table (NFE, seconds per video, speedup over the teacher) and plots.
+
+Jobs (one per model) run in parallel worker processes (`jobs`, one per CPU core or GPU);
+each stage skips what is already complete, so an interrupted ablation resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import typer
+import yaml
+
+from bench.config import CONFIG_DIR, VARIANTS, VIDEO_RMS, ConfigError
+
+TEACHER = "teacher"
+
+
+@dataclass
+class AblationSpec:
+    """An ablation: which variants, how to generate and score, where to write."""
+
+    name: str = "tiny-ablation"
+    train_config: str = "tiny"
+    train_overrides: list[str] = field(default_factory=list)
+    variants: list[dict] = field(default_factory=lambda: [
+        {"variant": "vcm"},
+        {"variant": "vcm+img"},
+        {"variant": "vcm+vid", "rm_vid": "viclip"},
+        {"variant": "vcm+img+vid", "rm_vid": "viclip"},
+        {"variant": "vcm+img+vid", "rm_vid": "internvid2"},
+    ])
+    student_steps: int = 4
+    guidance_scale: float = 7.5
+    teacher_steps: int = 50
+    teacher_cfg: float | None = None  # None: the teacher's usual scale
+    suite: str = "tiny"
+    dimensions: list[str] | None = None  # a subset of the suite (None: all 16 dimensions)
+    benchmark: str = "tiny"
+    videos_per_prompt: int = 5
+    seed: int = 2024
+    generate_batch: int = 32
+    jobs: int = 2
+    threads_per_job: int = 1
+    bootstrap: int = 2000
+    work_dir: str = "runs/ablate-tiny"
+    report: str = "reports/tiny-ablation"
+
+    def validate(self) -> None:
+        errors = []
+        for v in self.variants:
+            if v.get("variant") not in VARIANTS:
+                errors.append(f"variant {v.get('variant')!r} (one of {', '.join(VARIANTS)})")
+            if "vid" in str(v.get("variant", "")).split("+") and v.get("rm_vid", "viclip") not in VIDEO_RMS:
+                errors.append(f"rm_vid {v.get('rm_vid')!r} (one of {', '.join(VIDEO_RMS)})")
+        if not any(v.get("variant") == "vcm" for v in self.variants):
+            errors.append("the variants must include vcm (differences are reported against it)")
+        for name in ("student_steps", "teacher_steps", "videos_per_prompt", "jobs", "threads_per_job", "bootstrap", "generate_batch"):
+            if getattr(self, name) < 1:
+                errors.append(f"{name}={getattr(self, name)} must be >= 1")
+        if self.suite not in ("tiny", "vbench"):
+            errors.append(f"suite={self.suite!r} (tiny or vbench)")
+        if self.benchmark not in ("tiny", "vbench"):
+            errors.append(f"benchmark={self.benchmark!r} (tiny or vbench)")
+        names = [model_name(v) for v in self.variants]
+        if len(set(names)) != len(names):
+            errors.append("two variants have the same variant and rm_vid")
+        if errors:
+            raise ConfigError("invalid ablation config: " + "; ".join(errors))
+
+
+def load_spec(path: str | Path | None = None, overrides: dict | None = None) -> AblationSpec:
+    path = Path(path) if path else CONFIG_DIR / "ablate_tiny.yaml"
+    if not path.is_file():
+        raise ConfigError(f"ablation config not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    known = {f.name for f in dataclasses.fields(AblationSpec)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}")
+    spec = AblationSpec(**{**raw, **{k: v for k, v in (overrides or {}).items() if v is not None}})
+    spec.validate()
+    return spec
+
+
+def model_name(variant: dict) -> str:
+    v = variant["variant"]
+    return f"{v}-{variant.get('rm_vid', 'viclip')}" if "vid" in v.split("+") else v
+
+
+# --- one model's job (runs in a worker process) ---------------------------------------------
+
+
+def _labels(spec: AblationSpec, teacher: bool) -> tuple[str, str]:
+    steps = spec.teacher_steps if teacher else spec.student_steps
+    label = f"{spec.suite}_teacher{steps}" if teacher else f"{spec.suite}_{steps}step"
+    return label, f"{label}-{spec.benchmark}"
+
+
+def _suite_items(spec: AblationSpec):
+    from bench.generate import load_suite
+
+    items, source = load_suite(spec.suite, spec.dimensions)
+    return items, source
+
+
+def _score(spec: AblationSpec, videos: Path, scores: Path, report, zoo: str | None = None) -> dict:
+    if spec.benchmark == "tiny":
+        from bench.score_tiny import score_tiny
+
+        return score_tiny(videos, scores, dimensions=spec.dimensions, zoo=zoo,
+                          progress=lambda done, total: report("score", done, total))
+    from bench.score_vbench import resolve_dimensions, score
+
+    return score(videos, videos.name, scores, resolve_dimensions(None), None, force=False, command_line="bench ablate")
+
+
+def run_job(spec_dict: dict, entry: dict, queue: Any = None) -> dict:
+    """Train (students), generate and score one model. Skips whatever is complete."""
+    import torch
+
+    spec = AblationSpec(**spec_dict)
+    torch.set_num_threads(spec.threads_per_job)
+    name = entry["name"]
+    run_dir = Path(spec.work_dir) / name
+    teacher = name == TEACHER
+    timings: dict[str, float] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        if queue is not None:
+            queue.put((name, stage, done, total))
+
+    from bench.config import config_to_dict, load_config
+    from bench.generate import generate_videos
+    from bench.runs import load_run_student, load_teacher, read_run, run_record, write_json_atomic
+
+    t0 = time.time()
+    if teacher:
+        cfg = load_config(spec.train_config, list(spec.train_overrides))
+        if not (run_dir / "run.json").is_file():
+            write_json_atomic(run_dir / "run.json", run_record("teacher", config_to_dict(cfg), {"generation_seed": spec.seed},
+                                                               {"status": "finished"}))
+        bundle = load_teacher(cfg)
+        unet = bundle.unet
+    else:
+        overrides = list(spec.train_overrides) + [f"variant={entry['variant']}"]
+        if "rm_vid" in entry:
+            overrides.append(f"rm_vid={entry['rm_vid']}")
+        cfg = load_config(spec.train_config, overrides)
+        status = read_run(run_dir).get("status") if (run_dir / "run.json").is_file() else None
+        if status != "finished":
+            from bench.train import train
+
+            train(cfg, run_dir, resume=status is not None, device="cpu" if not torch.cuda.is_available() else None,
+                  on_step=lambda step, logs: report("train", step, cfg.steps))
+        timings["train_seconds"] = float(read_run(run_dir).get("train_seconds", time.time() - t0))
+        bundle, unet, _ = load_run_student(run_dir)
+    label, score_label = _labels(spec, teacher)
+    videos = run_dir / "videos" / label
+    items, source = _suite_items(spec)
+    t1 = time.time()
+    summary = generate_videos(
+        bundle, unet, items, videos,
+        sampler="teacher" if teacher else "student",
+        steps=spec.teacher_steps if teacher else spec.student_steps,
+        guidance_scale=spec.teacher_cfg if teacher else spec.guidance_scale,
+        videos_per_prompt=spec.videos_per_prompt, seed=spec.seed, batch_size=spec.generate_batch,
+        progress=lambda done, total: report("generate", done, total), model_label=str(run_dir), suite_source=source,
+        record={"suite": spec.suite, "ablation": spec.name},
+    )
+    timings["generate_seconds"] = round(time.time() - t1, 1)
+    t2 = time.time()
+    _score(spec, videos, run_dir / "scores" / score_label, report, zoo=cfg.weights.get("tiny_zoo"))
+    timings["score_seconds"] = round(time.time() - t2, 1)
+    return {"name": name, "run_dir": str(run_dir), "videos": str(videos), "scores": str(run_dir / "scores" / score_label),
+            "timings": timings, "generated": dataclasses.asdict(summary) if dataclasses.is_dataclass(summary) else str(summary)}
+
+
+# --- statistics ----------------------------------------------------------------------------
+
+
+def prompt_of(video_path: str) -> str:
+    """`{prompt}-{index}.mp4` -> prompt (VBench's naming; prompts may contain '-')."""
+    stem = Path(video_path).name
+    stem = stem[: -len(".mp4")] if stem.endswith(".mp4") else stem
+    prompt, _, index = stem.rpartition("-")
+    if not index.isdigit():
+        raise ValueError(f"not a VBench video name: {video_path}")
+    return prompt
+
+
+def per_prompt_values(model) -> dict[str, dict[str, float]]:
+    """dimension -> prompt -> mean per-video value (the unit the bootstrap resamples)."""
+    out: dict[str, dict[str, float]] = {}
+    for dim, videos in model.per_video.items():
+        groups: dict[str, list[float]] = {}
+        for v in videos:
+            value = v.get("video_results")
+            if isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+                continue
+            groups.setdefault(prompt_of(v["video_path"]), []).append(float(value))
+        out[dim] = {p: float(np.mean(vals)) for p, vals in groups.items()}
+    return out
+
+
+def bootstrap_composites(models: Sequence[Any], n: int, seed: int, reference: str) -> dict[str, dict[str, Any]]:
+    """Paired, stratified bootstrap over prompts.
+
+    Dimensions are resampled over their own prompt lists (dimensions that share a list share
+    the draw), with the same draws for every model, so that differences between models are
+    paired as the videos are (same prompts, same seeds). Returns, per model, the percentile
+    95% intervals of Total / Quality / Semantic and of their differences to `reference`.
+    """
+    from bench.report import composite_scores
+
+    rng = np.random.default_rng(seed)
+    tables = {m.name: per_prompt_values(m) for m in models}
+    dims = sorted(set.intersection(*(set(t) for t in tables.values()))) if tables else []
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for d in dims:
+        prompts = sorted(set.intersection(*(set(t[d]) for t in tables.values())))
+        groups.setdefault(tuple(prompts), []).append(d)
+    samples: dict[str, dict[str, list[float]]] = {m.name: {"total_score": [], "quality_score": [], "semantic_score": []} for m in models}
+    for _ in range(n):
+        draws = {prompts: rng.integers(0, len(prompts), len(prompts)) for prompts in groups if prompts}
+        for m in models:
+            values = {}
+            for prompts, dlist in groups.items():
+                if not prompts:
+                    continue
+                picked = [prompts[i] for i in draws[prompts]]
+                for d in dlist:
+                    values[d] = float(np.mean([tables[m.name][d][p] for p in picked]))
+            comp = composite_scores(values, m.benchmark)
+            for k in samples[m.name]:
+                samples[m.name][k].append(math.nan if comp is None else comp[k])
+    out: dict[str, dict[str, Any]] = {}
+    for m in models:
+        res: dict[str, Any] = {}
+        for k, vals in samples[m.name].items():
+            arr = 100 * np.asarray(vals)
+            res[k] = (float(np.nanpercentile(arr, 2.5)), float(np.nanpercentile(arr, 97.5))) if np.isfinite(arr).any() else None
+            if reference in samples and m.name != reference:
+                diff = arr - 100 * np.asarray(samples[reference][k])
+                res[f"delta_{k}"] = (float(np.nanpercentile(diff, 2.5)), float(np.nanpercentile(diff, 97.5))) if np.isfinite(diff).any() else None
+        out[m.name] = res
+    return out
+
+
+def speed_rows(entries: Sequence[dict]) -> list[dict]:
+    """NFE and seconds per video from each model's generation manifest."""
+    from bench.generate import read_manifest
+
+    rows = []
+    for e in entries:
+        records = list(read_manifest(e["videos"]).values())
+        secs = [float(r["seconds"]) for r in records if r.get("seconds") is not None]
+        rows.append({"model": e["name"], "steps": records[0]["steps"] if records else None,
+                     "nfe": records[0]["nfe"] if records else None,
+                     "seconds_per_video": float(np.mean(secs)) if secs else math.nan})
+    teacher = next((r for r in rows if r["model"] == TEACHER), None)
+    for r in rows:
+        r["speedup_vs_teacher"] = (teacher["seconds_per_video"] / r["seconds_per_video"]
+                                   if teacher and r["seconds_per_video"] > 0 else math.nan)
+    return rows
+
+
+# --- the report --------------------------------------------------------------------------------
+
+
+def _fmt_ci(ci) -> str:
+    return "—" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def write_ablation_report(spec: AblationSpec, entries: Sequence[dict]) -> list[Path]:
+    from bench.report import build_report, load_results_folder, markdown_table, _write_atomic
+
+    models = [load_results_folder(Path(e["scores"]), name=e["name"]) for e in entries]
+    by_name = {e["name"]: e for e in entries}
+    variant_col = [by_name[m.name].get("variant", TEACHER) for m in models]
+    rm_col = [by_name[m.name].get("rm_vid", "") if "vid" in by_name[m.name].get("variant", "").split("+") else "" for m in models]
+    speed = {r["model"]: r for r in speed_rows(entries)}
+    steps_col = [speed[m.name]["steps"] for m in models]
+    cis = bootstrap_composites(models, spec.bootstrap, spec.seed, reference="vcm")
+    extra = {"variant": variant_col, "rm_vid": rm_col, "steps": steps_col}
+    report = build_report(models, extra)
+    table = report.table.copy()
+    for k in ("total_score", "quality_score", "semantic_score"):
+        table[f"{k}_ci_low"] = [cis[m.name][k][0] if cis[m.name][k] else math.nan for m in models]
+        table[f"{k}_ci_high"] = [cis[m.name][k][1] if cis[m.name][k] else math.nan for m in models]
+        table[f"delta_{k}_vs_vcm"] = [
+            float(table.loc[i, k] - table.loc[variant_col.index("vcm"), k]) if m.name != "vcm" else 0.0
+            for i, m in enumerate(models)
+        ]
+        table[f"delta_{k}_vs_vcm_ci_low"] = [cis[m.name].get(f"delta_{k}", (0.0, 0.0))[0] if cis[m.name].get(f"delta_{k}", (0, 0)) else math.nan for m in models]
+        table[f"delta_{k}_vs_vcm_ci_high"] = [cis[m.name].get(f"delta_{k}", (0.0, 0.0))[1] if cis[m.name].get(f"delta_{k}", (0, 0)) else math.nan for m in models]
+    table["nfe"] = [speed[m.name]["nfe"] for m in models]
+    table["seconds_per_video"] = [speed[m.name]["seconds_per_video"] for m in models]
+    table["speedup_vs_teacher"] = [speed[m.name]["speedup_vs_teacher"] for m in models]
+
+    prefix = Path(spec.report)
+    paths = {
+        "csv": prefix.with_name(prefix.name + ".csv"),
+        "md": prefix.with_name(prefix.name + ".md"),
+        "json": prefix.with_name(prefix.name + ".json"),
+        "dimensions": prefix.with_name(prefix.name + "_dimensions.png"),
+        "composites": prefix.with_name(prefix.name + "_composites.png"),
+        "ci": prefix.with_name(prefix.name + "_ci.png"),
+        "speed": prefix.with_name(prefix.name + "_speed.png"),
+    }
+    markdown = _ablation_markdown(spec, table, cis, speed, models, entries, paths)
+    contents = {
+        paths["csv"]: table.to_csv(index=False).encode(),
+        paths["md"]: markdown.encode(),
+        paths["json"]: json.dumps({"spec": dataclasses.asdict(spec), "models": list(entries), "bootstrap": cis,
+                                   "speed": list(speed.values())}, indent=2, default=str).encode(),
+        paths["dimensions"]: report.plots["_dimensions.png"],
+        paths["composites"]: report.plots["_composites.png"],
+        paths["ci"]: _ci_plot(table),
+        paths["speed"]: _speed_plot(table),
+    }
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    for path, data in contents.items():
+        _write_atomic(path, data)
+    return list(contents)
+
+
+def _verdict(table, cis) -> list[str]:
+    lines = []
+    rows = {r["model"]: r for r in table.to_dict("records")}
+    for name, r in rows.items():
+        if r["variant"] != "vcm+img+vid":
+            continue
+        ci = cis[name].get("delta_total_score")
+        if ci is None:
+            continue
+        excl = ci[0] > 0
+        lines.append(
+            f"* **{name}** vs VCM: Total {r['delta_total_score_vs_vcm']:+.2f} points, 95% CI {_fmt_ci(ci)}: "
+            + ("the interval excludes zero." if excl else "the interval does **not** exclude zero.")
+        )
+        if TEACHER in rows:
+            t = rows[TEACHER]
+            gap = r["total_score"] - t["total_score"]
+            lines.append(
+                f"* **{name}** ({int(r['steps'])} steps) vs the {int(t['steps'])}-step teacher: Total {r['total_score']:.2f} vs "
+                f"{t['total_score']:.2f} ({gap:+.2f}); "
+                + ("the student beats the teacher." if gap > 0 else "the student does not reach the teacher.")
+            )
+    return lines
+
+
+def _ablation_markdown(spec, table, cis, speed, models, entries, paths) -> str:
+    from bench.report import markdown_table
+
+    comp = table[["model", "variant", "rm_vid", "steps", "total_score", "quality_score", "semantic_score"]].copy()
+    lines = [
+        f"# {spec.name}: T2V-Turbo ablation (paper Tables 2 and 3)",
+        "",
+        f"Teacher config `{spec.train_config}`" + (f" with overrides `{' '.join(spec.train_overrides)}`" if spec.train_overrides else "")
+        + f"; suite `{spec.suite}`, benchmark `{spec.benchmark}`, {spec.videos_per_prompt} videos per prompt, generation seed {spec.seed} "
+        f"(the same per-video seeds for every model). Students sample with {spec.student_steps} steps (embedded w = {spec.guidance_scale}); "
+        f"the teacher with {spec.teacher_steps}-step DDIM + CFG. Run directories: `{spec.work_dir}/<model>/`.",
+        "",
+        "## Total / Quality / Semantic with 95% bootstrap intervals",
+        "",
+        f"Percentile intervals from {spec.bootstrap} paired bootstrap resamples of prompts (each dimension over its own prompt list, "
+        "the same draws for every model); Δ is the difference to VCM on the same draws.",
+        "",
+        "| model | variant | rm_vid | steps | Total | 95% CI | Quality | 95% CI | Semantic | 95% CI | ΔTotal vs VCM | 95% CI |",
+        "|:---|:---|:---|---:|---:|:---|---:|:---|---:|:---|---:|:---|",
+    ]
+    for r in table.to_dict("records"):
+        c = cis[r["model"]]
+        lines.append(
+            f"| {r['model']} | {r['variant']} | {r['rm_vid'] or ''} | {int(r['steps'])} | {r['total_score']:.2f} | {_fmt_ci(c['total_score'])} | "
+            f"{r['quality_score']:.2f} | {_fmt_ci(c['quality_score'])} | {r['semantic_score']:.2f} | {_fmt_ci(c['semantic_score'])} | "
+            + ("—" if r["model"] == "vcm" else f"{r['delta_total_score_vs_vcm']:+.2f}") + " | "
+            + ("—" if r["model"] == "vcm" else _fmt_ci(c.get("delta_total_score"))) + " |"
+        )
+    lines += ["", "## Reading", "", *_verdict(table, cis), ""]
+    dims_cols = ["model", "variant", "rm_vid", "steps", "total_score", "quality_score", "semantic_score"] + [
+        c for c in table.columns if c in __import__("bench.report", fromlist=["VBENCH_DIMENSIONS"]).VBENCH_DIMENSIONS
+    ]
+    lines += ["## All 16 dimensions (x100)", "", markdown_table(table[dims_cols]), ""]
+    lines += ["## Speed", "", "| model | steps | NFE | seconds / video | speedup vs teacher |", "|:---|---:|---:|---:|---:|"]
+    for r in table.to_dict("records"):
+        lines.append(f"| {r['model']} | {int(r['steps'])} | {int(r['nfe'])} | {r['seconds_per_video']:.4f} | {r['speedup_vs_teacher']:.1f}x |")
+    lines += [
+        "",
+        "Seconds per video: sampling + VAE decoding + writing the mp4, per video of a batch, on the machine that ran the "
+        "ablation (one thread per job); see each model's `videos/*/manifest*.jsonl`.",
+        "",
+        "## Plots",
+        "",
+        *(f"![{k}]({paths[k].name})" for k in ("ci", "dimensions", "composites", "speed")),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _ci_plot(table) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench.report import _png_bytes
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    for ax, k in zip(axes, ("total_score", "quality_score", "semantic_score")):
+        y = table[k].to_numpy()
+        lo, hi = table[f"{k}_ci_low"].to_numpy(), table[f"{k}_ci_high"].to_numpy()
+        x = np.arange(len(table))
+        colors = ["#888888" if v == TEACHER else ("#4c72b0" if v == "vcm" else "#dd8452") for v in table["variant"]]
+        ax.bar(x, y, color=colors)
+        ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="none", ecolor="black", capsize=4)
+        ax.set_xticks(x)
+        ax.set_xticklabels(table["model"], rotation=35, ha="right", fontsize=8)
+        ax.set_title(k.replace("_", " ") + " (x100, 95% CI)")
+        finite = np.concatenate([lo[np.isfinite(lo)], hi[np.isfinite(hi)]])
+        if finite.size:
+            span = finite.max() - finite.min()
+            ax.set_ylim(max(0, finite.min() - 0.3 * span - 1), min(100, finite.max() + 0.3 * span + 1))
+        for xi, yi in zip(x, y):
+            ax.text(xi, yi, f"{yi:.1f}", ha="center", va="bottom", fontsize=7)
+    fig.tight_layout()
+    return _png_bytes(fig)
+
+
+def _speed_plot(table) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench.report import _png_bytes
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    x = np.arange(len(table))
+    ax.bar(x, table["seconds_per_video"], color=["#888888" if v == TEACHER else "#4c72b0" for v in table["variant"]])
+    for xi, (s, n) in enumerate(zip(table["seconds_per_video"], table["nfe"])):
+        ax.text(xi, s, f"NFE {int(n)}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x)
+    ax.set_xticklabels(table["model"], rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("seconds per video")
+    ax.set_title("Generation cost per video")
+    fig.tight_layout()
+    return _png_bytes(fig)
+
+
+# --- orchestration -------------------------------------------------------------------------------
+
+
+def plan_entries(spec: AblationSpec) -> list[dict]:
+    entries = [{"name": model_name(v), **v} for v in spec.variants]
+    return entries + [{"name": TEACHER, "variant": TEACHER}]
+
+
+def run_ablation(spec: AblationSpec, console: Any = None) -> list[Path]:
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    entries = plan_entries(spec)
+    Path(spec.work_dir).mkdir(parents=True, exist_ok=True)
+    state_path = Path(spec.work_dir) / "ablation.json"
+    spec_dict = dataclasses.asdict(spec)
+    if state_path.is_file():
+        previous = json.loads(state_path.read_text()).get("spec", {})
+        keep = ("jobs", "threads_per_job", "bootstrap", "report")
+        changed = sorted(k for k in spec_dict if k not in keep and previous.get(k) != spec_dict[k])
+        if changed:
+            raise ConfigError(f"{state_path}: this ablation was started with different settings ({', '.join(changed)}); "
+                              "use another work_dir or the same config")
+    from bench.runs import run_record, write_json_atomic
+
+    write_json_atomic(state_path, run_record("ablation", spec_dict, {"generation_seed": spec.seed}, {"spec": spec_dict}))
+    ctx = mp.get_context("spawn")
+    manager = ctx.Manager()
+    queue = manager.Queue()
+    results: dict[str, dict] = {}
+    t0 = time.time()
+    with Progress(TextColumn("[bold]{task.description:<24}"), TextColumn("{task.fields[stage]:<9}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
+        tasks = {e["name"]: progress.add_task(e["name"], total=None, stage="queued") for e in entries}
+        # Longest jobs first (trainings), then the teacher's 50-step generation.
+        with ProcessPoolExecutor(max_workers=spec.jobs, mp_context=ctx) as pool:
+            futures = {pool.submit(run_job, spec_dict, e, queue): e for e in entries}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+                while not queue.empty():
+                    name, stage, n_done, total = queue.get()
+                    progress.update(tasks[name], stage=stage, completed=n_done, total=total)
+                for f in done:
+                    e = futures[f]
+                    try:
+                        results[e["name"]] = {**e, **f.result()}
+                    except Exception as err:  # noqa: BLE001 - report which job failed, keep finished work
+                        for other in pending:
+                            other.cancel()
+                        detail = "".join(traceback.format_exception(err))[-2500:]
+                        raise AblationError(f"{e['name']} failed: {err}\n{detail}") from err
+                    progress.update(tasks[e["name"]], stage="done")
+    entries_done = [results[e["name"]] for e in entries]
+    write_json_atomic(state_path, {**json.loads(state_path.read_text()), "finished": True, "models": entries_done,
+                                   "wall_seconds": round(time.time() - t0, 1)})
+    return write_ablation_report(spec, entries_done)
+
+
+class AblationError(RuntimeError):
+    pass
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("ablate")
+    def ablate_command(
+        config: Path = typer.Option(None, "--config", "-c", help="Ablation YAML (default: bench/configs/ablate_tiny.yaml)."),
+        work_dir: str = typer.Option(None, "--work-dir", help="Where the runs go (default: the config's work_dir)."),
+        report: str = typer.Option(None, "--report", help="Report prefix (default: the config's, reports/tiny-ablation)."),
+        jobs: int = typer.Option(None, "--jobs", "-j", help="Models trained/generated/scored in parallel (default: the config's)."),
+    ) -> None:
+        """Train VCM, VCM+R_img, VCM+R_vid, T2V-Turbo (ViCLIP, InternVid2), generate each at 4 steps plus
+        the 50-step CFG teacher, score, and write the ablation report (markdown, CSV, plots).
+
+        Resumes where it stopped. Example: `bench ablate` (the tiny world: what `make demo` runs).
+        """
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        try:
+            spec = load_spec(config, {"work_dir": work_dir, "report": report, "jobs": jobs})
+        except ConfigError as err:
+            console.print(f"[red]error:[/] {err}")
+            raise typer.Exit(2)
+        t0 = time.time()
+        try:
+            paths = run_ablation(spec, console=console)
+        except (AblationError, ConfigError) as err:
+            console.print(f"[red]error:[/] {err}")
+            raise typer.Exit(1)
+        console.print(f"[green]ablation done[/] in {time.time() - t0:.0f}s:")
+        for p in paths:
+            console.print(f"  {p}")
