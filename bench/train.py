@@ -207,6 +207,18 @@ def train(
         if previous != config_to_dict(cfg):
             changed = sorted(k for k in previous if previous.get(k) != config_to_dict(cfg).get(k))
             raise TrainingError(f"--resume: the config differs from the run's ({', '.join(changed)}); resume with the same config")
+    torch.manual_seed(cfg.seed + rank)
+    from bench.runs import load_teacher
+
+    # Components first: a missing weight file must not leave a half-made run directory behind.
+    teacher = load_teacher(cfg, device=accelerator.device)
+    student = teacher.make_student(cfg.lora_settings()).to(accelerator.device)
+    # Trainable weights stay fp32 whatever the teacher's dtype (bf16 only through autocast).
+    for p in student.parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+    image_rm, video_rm = load_rewards(cfg, accelerator.device)
+    uncond = teacher.text_encoder([""])
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         if not run_json.is_file():
@@ -214,13 +226,6 @@ def train(
                                                    {"status": "running", "processes": world}))
     accelerator.wait_for_everyone()
 
-    torch.manual_seed(cfg.seed + rank)
-    from bench.runs import load_teacher
-
-    teacher = load_teacher(cfg, device=accelerator.device)
-    student = teacher.make_student(cfg.lora_settings()).to(accelerator.device)
-    image_rm, video_rm = load_rewards(cfg, accelerator.device)
-    uncond = teacher.text_encoder([""])
     distiller = ConsistencyDistiller(
         student, teacher.schedule, uncond, cfg.distillation_config(), vae=teacher.vae,
         image_reward=image_rm, video_reward=video_rm, unet_kwargs=teacher.unet_kwargs,
