@@ -173,7 +173,7 @@ def sample_object(rng: np.random.Generator, action: str | None = None, shape: st
 
 def pair_positions(rng: np.random.Generator, relation: str) -> tuple[tuple[float, float], tuple[float, float]]:
     """Centres of objects[0] and objects[1] so that objects[0] <relation> objects[1] holds."""
-    d = float(rng.uniform(0.45, 0.55))
+    d = float(rng.uniform(0.48, 0.56))
     j1, j2 = (float(v) for v in rng.uniform(-0.08, 0.08, size=2))
     c = float(rng.uniform(-0.12, 0.12))
     if relation == "left of":
@@ -199,7 +199,8 @@ def sample_pair(rng: np.random.Generator, relation: str | None, shapes: tuple[st
         c1, c2 = colors
     layout = relation or str(rng.choice(RELATIONS))
     (x1, y1), (x2, y2) = pair_positions(rng, layout)
-    r1, r2 = (float(v) for v in rng.uniform(0.26, 0.32, size=2))
+    # Large enough that the VAE (4x down-sampling) keeps each shape legible next to the other.
+    r1, r2 = (float(v) for v in rng.uniform(0.30, 0.36, size=2))
     a1, a2 = (float(v) for v in rng.uniform(0, 2 * math.pi, size=2))
     return (
         ObjectSpec(s1, c1, "still", x1, y1, r1, a1 if s1 != "circle" else 0.0),
