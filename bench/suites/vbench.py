@@ -36,26 +36,7 @@ VIDEO_SUFFIX = ".mp4"
 VIDEOS_PER_PROMPT = 5
 
 # VBench's 16 dimensions, in the order METHOD.md §6 lists them (quality, then semantic).
-QUALITY_DIMENSIONS = (
-    "subject_consistency",
-    "background_consistency",
-    "temporal_flickering",
-    "motion_smoothness",
-    "dynamic_degree",
-    "aesthetic_quality",
-    "imaging_quality",
-)
-SEMANTIC_DIMENSIONS = (
-    "object_class",
-    "multiple_objects",
-    "human_action",
-    "color",
-    "spatial_relationship",
-    "scene",
-    "appearance_style",
-    "temporal_style",
-    "overall_consistency",
-)
+from bench.vbench_constants import QUALITY_DIMENSIONS, SEMANTIC_DIMENSIONS  # noqa: E402  (one source of truth)
 ALL_DIMENSIONS = QUALITY_DIMENSIONS + SEMANTIC_DIMENSIONS
 
 # Longest file name (in bytes) that ext4/xfs/apfs accept.

@@ -12,26 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-QUALITY_DIMENSIONS = (
-    "subject_consistency",
-    "background_consistency",
-    "temporal_flickering",
-    "motion_smoothness",
-    "dynamic_degree",
-    "aesthetic_quality",
-    "imaging_quality",
-)
-SEMANTIC_DIMENSIONS = (
-    "object_class",
-    "multiple_objects",
-    "human_action",
-    "color",
-    "spatial_relationship",
-    "scene",
-    "appearance_style",
-    "temporal_style",
-    "overall_consistency",
-)
+from bench.vbench_constants import QUALITY_DIMENSIONS, SEMANTIC_DIMENSIONS  # noqa: E402  (one source of truth)
+
 DIMENSIONS = QUALITY_DIMENSIONS + SEMANTIC_DIMENSIONS
 
 
