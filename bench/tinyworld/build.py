@@ -481,8 +481,8 @@ def _negatives(rng: np.random.Generator, specs) -> list[str]:
 JUDGE_STEPS = {
     "rm_image": 2000,
     "rm_viclip": 2000,
-    "rm_internvid2": 2000,
-    "eval_probe": 2500,
+    "rm_internvid2": 3000,
+    "eval_probe": 5000,
     "eval_clip": 2000,
     "eval_quality": 1500,
     "eval_vt": 2000,
@@ -584,7 +584,7 @@ def stage_eval_probe(ctx: Context, steps: int | None = None) -> None:
 
     torch.manual_seed(21)
     probe = M.FrameProbe()
-    opt = torch.optim.AdamW(probe.parameters(), lr=1e-3, weight_decay=0.01)
+    opt = torch.optim.AdamW(probe.parameters(), lr=3e-3, weight_decay=0.01)
 
     def step_fn(step: int) -> dict[str, torch.Tensor]:
         rng = batch_rng(601, step)
@@ -604,7 +604,7 @@ def stage_eval_probe(ctx: Context, steps: int | None = None) -> None:
         loss = l_pres + l_col + l_pos + l_scene + l_style
         return {"loss": loss, "presence": l_pres, "color": l_col, "position": l_pos, "scene": l_scene, "style": l_style}
 
-    info = train_loop(ctx, "eval_probe", {"probe": probe}, opt, step_fn, steps or JUDGE_STEPS["eval_probe"], lr=1e-3, warmup=200)
+    info = train_loop(ctx, "eval_probe", {"probe": probe}, opt, step_fn, steps or JUDGE_STEPS["eval_probe"], lr=3e-3, warmup=200)
     export(ctx, "eval_probe", {"eval_probe.safetensors": probe}, info)
 
 
