@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from bench.score_tiny import tiny_command
 from bench.score_vbench import vbench_command
 
 score_app = typer.Typer(
@@ -19,6 +20,7 @@ score_app = typer.Typer(
 )
 
 score_app.command("vbench")(vbench_command)
+score_app.command("tiny")(tiny_command)
 
 
 def register(app: typer.Typer) -> None:
