@@ -276,13 +276,15 @@ def speed_rows(entries: Sequence[dict]) -> list[dict]:
     for e in entries:
         records = list(read_manifest(e["videos"]).values())
         secs = [float(r["seconds"]) for r in records if r.get("seconds") is not None]
+        sampling = [float(r["sampling_seconds"]) for r in records if r.get("sampling_seconds") is not None]
         rows.append({"model": e["name"], "steps": records[0]["steps"] if records else None,
                      "nfe": records[0]["nfe"] if records else None,
+                     "sampling_seconds_per_video": float(np.mean(sampling)) if sampling else math.nan,
                      "seconds_per_video": float(np.mean(secs)) if secs else math.nan})
     teacher = next((r for r in rows if r["model"] == TEACHER), None)
     for r in rows:
-        r["speedup_vs_teacher"] = (teacher["seconds_per_video"] / r["seconds_per_video"]
-                                   if teacher and r["seconds_per_video"] > 0 else math.nan)
+        for key, out in (("sampling_seconds_per_video", "speedup_vs_teacher"), ("seconds_per_video", "end_to_end_speedup_vs_teacher")):
+            r[out] = teacher[key] / r[key] if teacher and r[key] > 0 else math.nan
     return rows
 
 
@@ -291,6 +293,15 @@ def speed_rows(entries: Sequence[dict]) -> list[dict]:
 
 def _fmt_ci(ci) -> str:
     return "—" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def _num(value, fmt: str = ".2f") -> str:
+    """A number for the markdown tables; "—" where there is none (an incomplete composite)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    return "—" if not math.isfinite(v) else format(v, fmt)
 
 
 def write_ablation_report(spec: AblationSpec, entries: Sequence[dict]) -> list[Path]:
@@ -315,9 +326,8 @@ def write_ablation_report(spec: AblationSpec, entries: Sequence[dict]) -> list[P
         ]
         table[f"delta_{k}_vs_vcm_ci_low"] = [cis[m.name].get(f"delta_{k}", (0.0, 0.0))[0] if cis[m.name].get(f"delta_{k}", (0, 0)) else math.nan for m in models]
         table[f"delta_{k}_vs_vcm_ci_high"] = [cis[m.name].get(f"delta_{k}", (0.0, 0.0))[1] if cis[m.name].get(f"delta_{k}", (0, 0)) else math.nan for m in models]
-    table["nfe"] = [speed[m.name]["nfe"] for m in models]
-    table["seconds_per_video"] = [speed[m.name]["seconds_per_video"] for m in models]
-    table["speedup_vs_teacher"] = [speed[m.name]["speedup_vs_teacher"] for m in models]
+    for key in ("nfe", "sampling_seconds_per_video", "seconds_per_video", "speedup_vs_teacher", "end_to_end_speedup_vs_teacher"):
+        table[key] = [speed[m.name][key] for m in models]
 
     prefix = Path(spec.report)
     paths = {
@@ -394,9 +404,9 @@ def _ablation_markdown(spec, table, cis, speed, models, entries, paths) -> str:
     for r in table.to_dict("records"):
         c = cis[r["model"]]
         lines.append(
-            f"| {r['model']} | {r['variant']} | {r['rm_vid'] or ''} | {int(r['steps'])} | {r['total_score']:.2f} | {_fmt_ci(c['total_score'])} | "
-            f"{r['quality_score']:.2f} | {_fmt_ci(c['quality_score'])} | {r['semantic_score']:.2f} | {_fmt_ci(c['semantic_score'])} | "
-            + ("—" if r["model"] == "vcm" else f"{r['delta_total_score_vs_vcm']:+.2f}") + " | "
+            f"| {r['model']} | {r['variant']} | {r['rm_vid'] or ''} | {int(r['steps'])} | {_num(r['total_score'])} | {_fmt_ci(c['total_score'])} | "
+            f"{_num(r['quality_score'])} | {_fmt_ci(c['quality_score'])} | {_num(r['semantic_score'])} | {_fmt_ci(c['semantic_score'])} | "
+            + ("—" if r["model"] == "vcm" else _num(r["delta_total_score_vs_vcm"], "+.2f")) + " | "
             + ("—" if r["model"] == "vcm" else _fmt_ci(c.get("delta_total_score"))) + " |"
         )
     lines += ["", "## Reading", "", *_verdict(table, cis), ""]
@@ -404,13 +414,17 @@ def _ablation_markdown(spec, table, cis, speed, models, entries, paths) -> str:
         c for c in table.columns if c in __import__("bench.report", fromlist=["VBENCH_DIMENSIONS"]).VBENCH_DIMENSIONS
     ]
     lines += ["## All 16 dimensions (x100)", "", markdown_table(table[dims_cols]), ""]
-    lines += ["## Speed", "", "| model | steps | NFE | seconds / video | speedup vs teacher |", "|:---|---:|---:|---:|---:|"]
+    lines += ["## Speed", "",
+              "| model | steps | NFE | sampling s / video | speedup vs teacher | end-to-end s / video | end-to-end speedup |",
+              "|:---|---:|---:|---:|---:|---:|---:|"]
     for r in table.to_dict("records"):
-        lines.append(f"| {r['model']} | {int(r['steps'])} | {int(r['nfe'])} | {r['seconds_per_video']:.4f} | {r['speedup_vs_teacher']:.1f}x |")
+        lines.append(f"| {r['model']} | {int(r['steps'])} | {int(r['nfe'])} | {_num(r['sampling_seconds_per_video'], '.4f')} | "
+                     f"{_num(r['speedup_vs_teacher'], '.1f')}x | {_num(r['seconds_per_video'], '.4f')} | {_num(r['end_to_end_speedup_vs_teacher'], '.1f')}x |")
     lines += [
         "",
-        "Seconds per video: sampling + VAE decoding + writing the mp4, per video of a batch, on the machine that ran the "
-        "ablation (one thread per job); see each model's `videos/*/manifest*.jsonl`.",
+        "Per video of a batch, on the machine that ran the ablation (one thread per job), from each model's "
+        "`videos/*/manifest*.jsonl`: sampling is the denoising loop alone (what NFE counts); end to end adds text "
+        "encoding and VAE decoding.",
         "",
         "## Plots",
         "",
@@ -459,12 +473,13 @@ def _speed_plot(table) -> bytes:
 
     fig, ax = plt.subplots(figsize=(7, 3.6))
     x = np.arange(len(table))
-    ax.bar(x, table["seconds_per_video"], color=["#888888" if v == TEACHER else "#4c72b0" for v in table["variant"]])
-    for xi, (s, n) in enumerate(zip(table["seconds_per_video"], table["nfe"])):
+    ax.bar(x, table["sampling_seconds_per_video"], color=["#888888" if v == TEACHER else "#4c72b0" for v in table["variant"]])
+    for xi, (s, n) in enumerate(zip(table["sampling_seconds_per_video"], table["nfe"])):
         ax.text(xi, s, f"NFE {int(n)}", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x)
     ax.set_xticklabels(table["model"], rotation=35, ha="right", fontsize=8)
-    ax.set_ylabel("seconds per video")
+    ax.set_yscale("log")
+    ax.set_ylabel("sampling seconds per video (log)")
     ax.set_title("Generation cost per video")
     fig.tight_layout()
     return _png_bytes(fig)

@@ -163,9 +163,11 @@ def _require_aux(entry: TinyPrompt, dimension: str) -> None:
 def load_suite(videos_dir: Path) -> SuiteSource:
     """The prompts of the folder: its `suite_info.json` if present, else the tiny suite.
 
-    suite_info.json is a list of entries with the tiny suite's fields: "prompt" (or VBench's
-    "prompt_en"), "dimensions" (or VBench's "dimension"), "auxiliary_info", and optionally
-    "video_list" (file names in the folder; without it videos are matched by name).
+    suite_info.json is either what `bench generate` writes (an object whose "prompts" maps each
+    prompt to its "dimensions" and "auxiliary_info"), or a list of entries with the tiny suite's
+    fields: "prompt" (or VBench's "prompt_en"), "dimensions" (or VBench's "dimension"),
+    "auxiliary_info", and optionally "video_list" (file names in the folder; without it videos
+    are matched by name).
     """
     path = Path(videos_dir) / SUITE_INFO_NAME
     if not path.is_file():
@@ -174,8 +176,11 @@ def load_suite(videos_dir: Path) -> SuiteSource:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise TinyScoreError(f"{path}: unreadable ({err})") from None
+    if isinstance(raw, dict) and isinstance(raw.get("prompts"), dict):
+        # `bench generate`'s layout: {"prompts": {prompt: {"dimensions", "auxiliary_info", ...}}}
+        raw = [{"prompt": p, **(v if isinstance(v, dict) else {})} for p, v in raw["prompts"].items()]
     if not isinstance(raw, list) or not raw:
-        raise TinyScoreError(f"{path}: expected a non-empty JSON list of prompt entries")
+        raise TinyScoreError(f"{path}: expected `bench generate`'s suite_info or a non-empty JSON list of prompt entries")
     entries, lists, seen = [], {}, set()
     for i, item in enumerate(raw):
         if not isinstance(item, dict):

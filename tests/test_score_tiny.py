@@ -465,3 +465,18 @@ def test_gates_fail_for_an_untrained_evaluator(evaluators):
     failed = " ".join(gate_failures(acc))
     for key in ("presence", "color", "scene", "style", "action", "camera", "position_error_px"):
         assert key in failed
+
+
+def test_reads_the_suite_info_that_bench_generate_writes(tmp_path):
+    """The two verbs meet in this file: generate's layout must be what score tiny reads."""
+    import json
+
+    from bench.generate import suite_info
+    from bench.generate import load_suite as load_generate_suite
+    from bench.score_tiny import load_suite as load_score_suite
+
+    items, source = load_generate_suite("tiny", ["color"])
+    (tmp_path / "suite_info.json").write_text(json.dumps(suite_info(items, source, 5, False)))
+    loaded = load_score_suite(tmp_path)
+    assert {e.prompt for e in loaded.entries} == {i.prompt for i in items}
+    assert all(e.dimensions == ("color",) for e in loaded.entries)

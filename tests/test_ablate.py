@@ -1,0 +1,81 @@
+"""bench ablate end to end on a random-weight zoo: every stage, the report, the resume."""
+
+import json
+
+import pandas as pd
+import yaml
+from typer.testing import CliRunner
+
+from bench.cli import _register_verbs, app
+
+
+def _config(tmp_path, zoo):
+    cfg = {
+        "name": "mini",
+        "train_config": "tiny",
+        "train_overrides": [f"weights.tiny_zoo={zoo}", "steps=2", "batch_size=2", "lora_rank=4", "lora_alpha=4", "checkpoint_every=2"],
+        "variants": [{"variant": "vcm"}, {"variant": "vcm+img+vid", "rm_vid": "internvid2"}],
+        "student_steps": 4,
+        "teacher_steps": 3,
+        "dimensions": ["color", "object_class", "temporal_style"],
+        "videos_per_prompt": 2,
+        "seed": 7,
+        "generate_batch": 16,
+        "jobs": 2,
+        "bootstrap": 100,
+        "work_dir": str(tmp_path / "runs"),
+        "report": str(tmp_path / "reports" / "mini"),
+    }
+    path = tmp_path / "ablate.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_ablation_trains_generates_scores_reports_and_resumes(random_zoo, tmp_path):
+    _register_verbs()
+    config = _config(tmp_path, random_zoo)
+    result = CliRunner().invoke(app, ["ablate", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "reports" / "mini.csv")
+    assert list(table["model"]) == ["vcm", "vcm+img+vid-internvid2", "teacher"]
+    assert list(table["variant"]) == ["vcm", "vcm+img+vid", "teacher"]
+    assert table["rm_vid"].fillna("").tolist() == ["", "internvid2", ""]
+    assert table["steps"].tolist() == [4, 4, 3] and table["nfe"].tolist() == [4, 4, 6]
+    for column in ("color", "object_class", "temporal_style", "total_score_ci_low", "speedup_vs_teacher"):
+        assert column in table.columns
+    assert table["color"].notna().all()
+    for suffix in ("md", "json", "_ci.png", "_dimensions.png", "_composites.png", "_speed.png"):
+        name = f"mini.{suffix}" if not suffix.startswith("_") else f"mini{suffix}"
+        assert (tmp_path / "reports" / name).is_file(), name
+    run = json.loads((tmp_path / "runs" / "vcm+img+vid-internvid2" / "run.json").read_text())
+    assert run["status"] == "finished" and run["config"]["rm_vid"] == "internvid2"
+    # Same seeds for every model: the videos of one prompt/index share their seed.
+    seeds = [json.loads(l)["seed"] for m in ("vcm", "teacher") for l in
+             (tmp_path / "runs" / m / "videos").glob("*/manifest*.jsonl").__next__().read_text().splitlines()[:1]]
+    assert seeds[0] == seeds[1]
+
+    # Interrupted after scoring one model: remove one result, rerun; only that is redone.
+    scores = tmp_path / "runs" / "vcm" / "scores" / "tiny_4step-tiny"
+    (scores / "color_eval_results.json").unlink()
+    before = (tmp_path / "runs" / "teacher" / "scores" / "tiny_teacher3-tiny" / "color_eval_results.json").stat().st_mtime
+    result = CliRunner().invoke(app, ["ablate", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert (scores / "color_eval_results.json").is_file()
+    assert (tmp_path / "runs" / "teacher" / "scores" / "tiny_teacher3-tiny" / "color_eval_results.json").stat().st_mtime == before
+
+
+def test_ablation_refuses_changed_settings_in_the_same_work_dir(random_zoo, tmp_path):
+    _register_verbs()
+    config = _config(tmp_path, random_zoo)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "ablation.json").write_text(json.dumps({"spec": {"seed": 1}}))
+    result = CliRunner().invoke(app, ["ablate", "--config", str(config)])
+    assert result.exit_code == 1 and "different settings" in result.output
+
+
+def test_bad_ablation_config_exits_2(tmp_path):
+    _register_verbs()
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"variants": [{"variant": "vcm+img"}]}))
+    result = CliRunner().invoke(app, ["ablate", "--config", str(path)])
+    assert result.exit_code == 2 and "vcm" in result.output
