@@ -485,7 +485,7 @@ JUDGE_STEPS = {
     "eval_probe": 5000,
     "eval_clip": 2000,
     "eval_quality": 1500,
-    "eval_vt": 2000,
+    "eval_vt": 5000,
 }
 
 
