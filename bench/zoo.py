@@ -15,7 +15,7 @@ def build(
     zoo_dir: Path = typer.Option(None, help="Where finished models go (default: the shipped zoo inside the package)."),
     work_dir: Path = typer.Option(Path("runs/zoo-build"), help="Checkpoints and logs of unfinished stages."),
     threads: int = typer.Option(1, help="torch intra-op threads (1 is fastest when other processes share the CPU)."),
-    force: bool = typer.Option(False, help="Retrain stages that are already exported."),
+    force: bool = typer.Option(False, help="Run stages that are already exported again: they resume from their checkpoint under --work-dir up to their current step count (delete runs/zoo-build/<stage> to start from step 0)."),
 ) -> None:
     """Train every tiny-world model: tokenizers, VAE, teacher (+ text encoder), reward models, evaluators.
 

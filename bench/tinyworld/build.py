@@ -122,6 +122,14 @@ class Context:
         return self.cache["vae"]
 
 
+def lr_factor(step: int, total_steps: int, warmup: int, decay_from: int | None = None) -> float:
+    """Multiplier of the base learning rate at `step` (0-based)."""
+    f = min(1.0, (step + 1) / warmup)
+    if decay_from is not None and step >= decay_from:
+        f *= 0.5 * (1.0 + math.cos(math.pi * (step - decay_from) / max(1, total_steps - decay_from)))
+    return f
+
+
 def train_loop(
     ctx: Context,
     name: str,
@@ -135,8 +143,13 @@ def train_loop(
     ema_decay: float | None = None,
     clip_grad: float = 1.0,
     on_checkpoint: Callable[[int], None] | None = None,
+    decay_from: int | None = None,
 ) -> dict:
-    """Generic resumable loop: step_fn(step) returns {"loss": ..., other logs}."""
+    """Generic resumable loop: step_fn(step) returns {"loss": ..., other logs}.
+
+    The learning rate warms up linearly, stays constant, and from `decay_from` (if given)
+    follows a cosine down to zero at `total_steps`.
+    """
     stage_dir = ctx.work_dir / name
     stage_dir.mkdir(parents=True, exist_ok=True)
     state_path = stage_dir / "state.pt"
@@ -175,7 +188,7 @@ def train_loop(
     running: dict[str, float] = {}
     while step < total_steps:
         for group in optimizer.param_groups:
-            group["lr"] = lr * min(1.0, (step + 1) / warmup)
+            group["lr"] = lr * lr_factor(step, total_steps, warmup, decay_from)
         logs = step_fn(step)
         loss = logs["loss"]
         if not torch.isfinite(loss):
@@ -304,7 +317,10 @@ def stage_teacher_data(ctx: Context, clips: int = TEACHER_CLIPS) -> None:
     update_manifest(ctx.zoo_dir, "teacher_data", {"clips": clips, "seconds": round(time.time() - t0, 1), "files": []})
 
 
-TEACHER_STEPS = 6000
+TEACHER_STEPS = 10000
+# Constant learning rate to here, then a cosine to zero: the annealing phase is where the
+# tiny teacher's samples sharpen (object shapes in particular).
+TEACHER_DECAY_FROM = 6000
 TEACHER_BATCH = 32
 CAPTION_DROPOUT = 0.1
 
@@ -348,7 +364,7 @@ def stage_teacher(ctx: Context, steps: int = TEACHER_STEPS) -> None:
     emas_ref: dict = {}
     info = train_loop(
         ctx, "teacher", {"text_encoder": text_encoder, "unet": unet}, opt, step_fn, steps, lr=3e-4, warmup=300,
-        ckpt_every=200, ema_decay=0.999, on_checkpoint=preview,
+        ckpt_every=200, ema_decay=0.999, on_checkpoint=preview, decay_from=min(TEACHER_DECAY_FROM, steps),
     )
     export(
         ctx, "teacher", {"text_encoder.safetensors": text_encoder, "teacher_unet.safetensors": unet},

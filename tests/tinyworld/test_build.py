@@ -1,0 +1,61 @@
+"""The zoo builder's training loop: learning-rate schedule and exact resume."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from bench.tinyworld.build import Context, StageError, lr_factor, train_loop
+
+
+def test_lr_schedule_warms_up_holds_then_anneals_to_zero():
+    total, warmup, decay_from = 100, 10, 60
+    f = [lr_factor(s, total, warmup, decay_from) for s in range(total)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert all(v == pytest.approx(1.0) for v in f[9:61])
+    assert f[80] == pytest.approx(0.5)  # half-way through the cosine
+    assert all(a >= b for a, b in zip(f[60:], f[61:]))
+    assert f[-1] < 0.01 and f[-1] > 0
+    assert lr_factor(50, total, warmup) == 1.0  # no decay unless asked
+
+
+def _run(tmp_path, total, name="toy"):
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    x = torch.randn(32, 4)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0])
+
+    def step_fn(step):
+        i = torch.randint(0, 32, (8,))
+        return {"loss": ((model(x[i]).squeeze(-1) - y[i]) ** 2).mean()}
+
+    ctx = Context(zoo_dir=tmp_path, work_dir=tmp_path / "work", log=lambda _m: None)
+    info = train_loop(ctx, name, {"m": model}, opt, step_fn, total, lr=0.1, warmup=2, ckpt_every=3,
+                      ema_decay=0.9, decay_from=6)
+    return model, info
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    straight, _ = _run(tmp_path / "a", 12)
+    _run(tmp_path / "b", 6)  # "interrupted" at step 6 (a checkpoint), then resumed to 12
+    resumed, info = _run(tmp_path / "b", 12)
+    assert info["steps"] == 12
+    for p, q in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(p, q)
+
+
+def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def step_fn(step):
+        loss = model(torch.ones(1, 2)).sum()
+        return {"loss": loss * (math.nan if step == 4 else 1.0)}
+
+    ctx = Context(zoo_dir=tmp_path, work_dir=tmp_path / "work", log=lambda _m: None)
+    with pytest.raises(StageError, match="non-finite loss at step 4"):
+        train_loop(ctx, "nan", {"m": model}, opt, step_fn, 10, lr=0.1, warmup=1, ckpt_every=3)
+    state = torch.load(tmp_path / "work" / "nan" / "state.pt", weights_only=True)
+    assert state["step"] == 3
