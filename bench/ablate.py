@@ -350,8 +350,17 @@ def write_ablation_report(spec: AblationSpec, entries: Sequence[dict]) -> list[P
         paths["ci"]: _ci_plot(table),
         paths["speed"]: _speed_plot(table),
     }
-    prefix.parent.mkdir(parents=True, exist_ok=True)
+    # The report travels without runs/ (git-ignored, large): keep what it was made from next
+    # to it, i.e. the ablation spec and each model's run record and training log.
+    runs_dir = prefix.with_name(prefix.name + "_runs")
+    contents[runs_dir / "ablation_spec.json"] = json.dumps(dataclasses.asdict(spec), indent=2).encode()
+    for e in entries:
+        for fname in ("run.json", "train_log.csv"):
+            src = Path(e["run_dir"]) / fname
+            if src.is_file():
+                contents[runs_dir / e["name"] / fname] = src.read_bytes()
     for path, data in contents.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(path, data)
     return list(contents)
 

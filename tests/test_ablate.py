@@ -49,6 +49,13 @@ def test_ablation_trains_generates_scores_reports_and_resumes(random_zoo, tmp_pa
         assert (tmp_path / "reports" / name).is_file(), name
     run = json.loads((tmp_path / "runs" / "vcm+img+vid-internvid2" / "run.json").read_text())
     assert run["status"] == "finished" and run["config"]["rm_vid"] == "internvid2"
+    # The report keeps what it was made from: the spec, every run record, the training logs.
+    kept = tmp_path / "reports" / "mini_runs"
+    assert json.loads((kept / "ablation_spec.json").read_text())["name"] == json.loads(
+        (tmp_path / "reports" / "mini.json").read_text())["spec"]["name"]
+    assert json.loads((kept / "vcm+img+vid-internvid2" / "run.json").read_text()) == run
+    assert (kept / "vcm" / "train_log.csv").read_text().startswith("step,")
+    assert (kept / "teacher" / "run.json").is_file() and not (kept / "teacher" / "train_log.csv").exists()
     # Same seeds for every model: the videos of one prompt/index share their seed.
     seeds = [json.loads(l)["seed"] for m in ("vcm", "teacher") for l in
              (tmp_path / "runs" / m / "videos").glob("*/manifest*.jsonl").__next__().read_text().splitlines()[:1]]
