@@ -191,6 +191,13 @@ def run_job(spec_dict: dict, entry: dict, queue: Any = None) -> dict:
     t2 = time.time()
     _score(spec, videos, run_dir / "scores" / score_label, report, zoo=cfg.weights.get("tiny_zoo"))
     timings["score_seconds"] = round(time.time() - t2, 1)
+    # Seconds spent on each stage over every pass: a resumed ablation adds the time of the
+    # work it redid instead of replacing the first pass's figures with its own (near zero).
+    job_path = run_dir / "ablation_job.json"
+    spent = json.loads(job_path.read_text()).get("timings", {}) if job_path.is_file() else {}
+    for key in ("generate_seconds", "score_seconds"):
+        timings[key] = round(timings[key] + float(spent.get(key, 0.0)), 1)
+    write_json_atomic(job_path, {"timings": timings})
     return {"name": name, "run_dir": str(run_dir), "videos": str(videos), "scores": str(run_dir / "scores" / score_label),
             "timings": timings, "generated": dataclasses.asdict(summary) if dataclasses.is_dataclass(summary) else str(summary)}
 

@@ -65,8 +65,13 @@ def test_ablation_trains_generates_scores_reports_and_resumes(random_zoo, tmp_pa
     scores = tmp_path / "runs" / "vcm" / "scores" / "tiny_4step-tiny"
     (scores / "color_eval_results.json").unlink()
     before = (tmp_path / "runs" / "teacher" / "scores" / "tiny_teacher3-tiny" / "color_eval_results.json").stat().st_mtime
+    first = {m["name"]: m["timings"] for m in json.loads((tmp_path / "reports" / "mini.json").read_text())["models"]}
     result = CliRunner().invoke(app, ["ablate", "--config", str(config)])
     assert result.exit_code == 0, result.output
+    # The resumed pass skipped the teacher's generation: its recorded time is the first pass's.
+    again = {m["name"]: m["timings"] for m in json.loads((tmp_path / "reports" / "mini.json").read_text())["models"]}
+    assert first["teacher"]["generate_seconds"] > 0
+    assert again["teacher"]["generate_seconds"] >= first["teacher"]["generate_seconds"]
     assert (scores / "color_eval_results.json").is_file()
     assert (tmp_path / "runs" / "teacher" / "scores" / "tiny_teacher3-tiny" / "color_eval_results.json").stat().st_mtime == before
 
