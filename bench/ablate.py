@@ -28,6 +28,7 @@ import typer
 import yaml
 
 from bench.config import CONFIG_DIR, VARIANTS, VIDEO_RMS, ConfigError
+from bench.console import print_error
 
 TEACHER = "teacher"
 
@@ -585,13 +586,13 @@ def register(app: typer.Typer) -> None:
         try:
             spec = load_spec(config, {"work_dir": work_dir, "report": report, "jobs": jobs})
         except ConfigError as err:
-            console.print(f"[red]error:[/] {err}")
+            print_error(console, err)
             raise typer.Exit(2)
         t0 = time.time()
         try:
             paths = run_ablation(spec, console=console)
         except (AblationError, ConfigError) as err:
-            console.print(f"[red]error:[/] {err}")
+            print_error(console, err)
             raise typer.Exit(1)
         console.print(f"[green]ablation done[/] in {time.time() - t0:.0f}s:")
         for p in paths:

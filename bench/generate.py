@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import typer
 
+from bench.console import print_error
 from bench.suites import vbench as vbench_suite
 from bench.video_io import TMP_SUFFIX
 
@@ -647,7 +648,7 @@ def generate_command(
     console = Console(stderr=True)
 
     def fail(message: str, code: int = 2) -> None:
-        console.print(f"[red]error:[/] {escape(message)}")
+        print_error(console, message)
         raise typer.Exit(code)
 
     try:

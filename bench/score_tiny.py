@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 import numpy as np
 import typer
 
+from bench.console import print_error
 from bench.score_vbench import ScoreError, read_complete_result, resolve_videos
 from bench.tinyworld.suite import DIMENSIONS, TinyPrompt, tiny_suite
 
@@ -928,12 +929,6 @@ def default_out_dir(videos_dir: Path, label: str) -> Path:
     return videos_dir.parent / f"{videos_dir.name}-{BENCHMARK}"
 
 
-def _print_error(console, message: str) -> None:
-    from rich.markup import escape
-
-    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
-
-
 def tiny_command(
     run: Optional[Path] = typer.Option(None, "--run", help="Run directory; videos in RUN/videos/<label>/."),
     videos: Optional[str] = typer.Option(None, "--videos", help="Video set label under RUN/videos/ (default: the only one)."),
@@ -965,10 +960,10 @@ def tiny_command(
             summary = score_tiny(vdir, out_dir, dims, progress=progress, force=force, zoo=zoo, label=label,
                                  command=" ".join(["bench", *sys.argv[1:]]))
     except ScoreError as e:
-        _print_error(err, str(e))
+        print_error(err, str(e))
         raise typer.Exit(code=e.code)
     except KeyboardInterrupt:
-        _print_error(err, "interrupted; rerun the same command to resume (finished dimensions are kept)")
+        print_error(err, "interrupted; rerun the same command to resume (finished dimensions are kept)")
         raise typer.Exit(code=130)
 
     table = Table(title=f"tiny benchmark — {label}", show_header=True)

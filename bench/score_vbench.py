@@ -35,6 +35,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bench import vbench_env, vbench_weights
+from bench.console import print_error
 from bench.suites import vbench as suite
 
 DRIVER = Path(__file__).with_name("_vbench_driver.py")
@@ -432,11 +433,6 @@ def score(videos_dir: Path, label: str, out_dir: Path, dimensions: list[str], de
 # --------------------------------------------------------------------------- CLI
 
 
-def _print_error(message: str) -> None:
-    # soft_wrap: long paths stay on one line, copy-pastable; escape: "[...]" is text.
-    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
-
-
 def vbench_command(
     run: Optional[Path] = typer.Option(None, "--run", help="Run directory; videos in RUN/videos/<label>/."),
     videos: Optional[str] = typer.Option(None, "--videos", help="Video set label under RUN/videos/ (default: the only one)."),
@@ -453,13 +449,13 @@ def vbench_command(
         out_dir = (out or default_out_dir(vdir, label)).resolve()
         summary = score(vdir, label, out_dir, dims, device, force, " ".join(["bench", *sys.argv[1:]]))
     except ScoreError as err:
-        _print_error(str(err))
+        print_error(err_console, str(err))
         raise typer.Exit(code=err.code)
     except vbench_env.VBenchEnvError as err:
-        _print_error(str(err))
+        print_error(err_console, str(err))
         raise typer.Exit(code=1)
     except KeyboardInterrupt:
-        _print_error("interrupted; rerun the same command to resume (finished dimensions are kept)")
+        print_error(err_console, "interrupted; rerun the same command to resume (finished dimensions are kept)")
         raise typer.Exit(code=130)
 
     table = Table(title=f"VBench — {label}", show_header=True)

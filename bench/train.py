@@ -24,6 +24,7 @@ import torch
 import typer
 
 from bench.config import TrainConfig, config_to_dict, load_config
+from bench.console import print_error
 from bench.runs import RunError, read_run, run_record, student_adapter_path, write_json_atomic
 
 LOG_COLUMNS = ("step", "seconds", "lr", "loss", "loss_cd", "loss_reward", "reward_img", "reward_vid", "grad_norm")
@@ -339,7 +340,7 @@ def register(app: typer.Typer) -> None:
             else:
                 cfg = load_config(config, list(ctx.args), variant=variant, rm_vid=rm_vid)
         except (ConfigError, RunError) as err:
-            console.print(f"[red]error:[/] {err}")
+            print_error(console, err)
             raise typer.Exit(2)
         target = run_dir or Path("runs") / default_run_name(cfg)
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -347,10 +348,10 @@ def register(app: typer.Typer) -> None:
             try:
                 summary = train(cfg, target, resume=resume, progress=progress, device=device)
             except TrainingError as err:
-                console.print(f"[red]error:[/] {err}")
+                print_error(console, err)
                 raise typer.Exit(1)
             except FileNotFoundError as err:
-                console.print(f"[red]error:[/] {err}")
+                print_error(console, err)
                 raise typer.Exit(2)
         if summary["main_process"]:
             console.print(f"[green]done[/]: {summary['steps']} steps in {summary['seconds']}s -> {summary['run_dir']}")

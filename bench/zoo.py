@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from bench.console import print_error
+
 zoo_app = typer.Typer(help="The tiny world's model zoo: rebuild it from scratch, resumably.", no_args_is_help=True)
 
 
@@ -34,7 +36,7 @@ def build(
     names = stage or list(B.STAGES)
     unknown = [s for s in names if s not in B.STAGES]
     if unknown:
-        console.print(f"[red]error:[/] unknown stage(s) {', '.join(unknown)}; known: {', '.join(B.STAGES)}")
+        print_error(console, f"unknown stage(s) {', '.join(unknown)}; known: {', '.join(B.STAGES)}")
         raise typer.Exit(2)
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -49,7 +51,7 @@ def build(
             try:
                 B.STAGES[name](ctx)
             except B.StageError as err:
-                progress.console.print(f"[red]error:[/] {err}")
+                print_error(progress.console, err)
                 raise typer.Exit(1)
             progress.console.print(f"[green]{name}[/]: done")
 
@@ -86,7 +88,7 @@ def check(
         rewards = load_tiny_rewards(d)
         evaluators = load_tiny_evaluators(d)
     except ZooError as err:
-        console.print(f"[red]error:[/] {err}")
+        print_error(console, err)
         raise typer.Exit(2)
     sheets.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

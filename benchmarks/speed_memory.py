@@ -22,18 +22,7 @@ from pathlib import Path
 
 import torch
 
-
-def _saved_bytes(fn):
-    total = 0
-
-    def pack(t):
-        nonlocal total
-        total += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return total, out
+from t2v_turbo_core.memory import saved_tensor_bytes
 
 
 def sampling_speed(teacher, student, prompts, device, repeats: int = 2) -> list[dict]:
@@ -83,7 +72,7 @@ def reward_memory(teacher, student, image_rm, video_rm, prompts, device) -> list
     def peak(fn):
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        saved, out = _saved_bytes(fn)
+        saved, out = saved_tensor_bytes(fn)
         out.backward()
         student.zero_grad(set_to_none=True)
         return saved, (torch.cuda.max_memory_allocated() if device.type == "cuda" else None)

@@ -19,6 +19,7 @@ a file that needs arbitrary unpickling is refused unless the caller passes
 
 from __future__ import annotations
 
+import abc
 import logging
 import os
 import pickle
@@ -396,8 +397,11 @@ def viclip_tokenizer(tokenizer_path: str | os.PathLike | None = None, context_le
     return SimpleTokenizer(bpe_path=str(p), context_length=context_length)
 
 
-class VideoTextRewardBase(nn.Module):
-    """Shared forward of the video-text rewards: preprocess frames, encode, cosine with the text."""
+class VideoTextRewardBase(nn.Module, abc.ABC):
+    """Shared forward of the video-text rewards: preprocess frames, encode, cosine with the text.
+
+    Subclasses (ViCLIP, InternVideo2) differ only in how they tokenize and encode the text.
+    """
 
     num_frames: int
 
@@ -408,8 +412,9 @@ class VideoTextRewardBase(nn.Module):
         self.random_crop = random_crop
         self.generator: torch.Generator | None = None
 
+    @abc.abstractmethod
     def encode_text(self, prompts: list[str]) -> torch.Tensor:
-        raise NotImplementedError
+        """Text features, one row per prompt (normalised by the cosine in `forward`)."""
 
     def forward(self, videos: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
         _check_batch(videos, prompts, 5, type(self).__name__)

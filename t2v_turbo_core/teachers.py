@@ -271,31 +271,23 @@ def load_modelscope(
     files = modelscope_files(path_or_dir, variant)
     root = files.root
 
-    def load_diffusers(cls: Any, component: str) -> Any:
+    def load_component(cls: Any, component: str, dtype_key: str) -> Any:
+        # diffusers names the dtype argument `torch_dtype`, current transformers `dtype`.
         path, var, safe = files.weights[component]
         model, info = cls.from_pretrained(
             root / component,
             local_files_only=True,
             variant=var,
             use_safetensors=safe,
-            torch_dtype=dtype,
             output_loading_info=True,
+            **{dtype_key: dtype},
         )
         _check_loading_info(info, f"{root / component} ({path.name})")
         return model
 
-    unet = load_diffusers(UNet3DConditionModel, "unet")
-    vae = load_diffusers(AutoencoderKL, "vae")
-    te_path, te_var, te_safe = files.weights["text_encoder"]
-    text_model, info = CLIPTextModel.from_pretrained(
-        root / "text_encoder",
-        local_files_only=True,
-        variant=te_var,
-        use_safetensors=te_safe,
-        dtype=dtype,
-        output_loading_info=True,
-    )
-    _check_loading_info(info, f"{root / 'text_encoder'} ({te_path.name})")
+    unet = load_component(UNet3DConditionModel, "unet", "torch_dtype")
+    vae = load_component(AutoencoderKL, "vae", "torch_dtype")
+    text_model = load_component(CLIPTextModel, "text_encoder", "dtype")
     tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
     schedule = schedule_from_scheduler_config(json.loads((root / "scheduler" / "scheduler_config.json").read_text()))
 

@@ -8,6 +8,7 @@ from torch import nn
 
 from t2v_turbo_core.distillation import ConsistencyDistiller, DistillationConfig
 from t2v_turbo_core.lora import LoraSettings, trainable_parameters
+from t2v_turbo_core.memory import saved_tensor_bytes
 from t2v_turbo_core.models import VideoVAE
 from t2v_turbo_core.sampling import consistency_sample
 from t2v_turbo_core.schedule import NoiseSchedule
@@ -208,20 +209,6 @@ def test_reward_feedback_raises_the_reward_on_held_out_prompts(tiny_unet3d, tiny
     assert abs(cd_score - start) < abs(rw_score - start)
 
 
-def _saved_bytes(fn):
-    """Bytes of tensors autograd keeps for backward while `fn` runs (the graph's memory)."""
-    total = 0
-
-    def pack(t):
-        nonlocal total
-        total += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return total, out
-
-
 def test_reward_step_memory_does_not_grow_with_sampling_steps(tiny_unet3d, tiny_vae):
     """T2V-Turbo's reward sees the single-step prediction; backprop through an n-step sampling
     chain (the alternative it avoids) keeps a graph that grows with n."""
@@ -229,7 +216,7 @@ def test_reward_step_memory_does_not_grow_with_sampling_steps(tiny_unet3d, tiny_
     prompts = ["a", "b"]
     text = text_encoder(prompts).detach()
     latents = torch.randn(2, *LATENT_SHAPE)
-    ours, _ = _saved_bytes(lambda: distiller.step(latents, text, prompts, torch.Generator().manual_seed(0)).loss)
+    ours, _ = saved_tensor_bytes(lambda: distiller.step(latents, text, prompts, torch.Generator().manual_seed(0)).loss)
 
     def chain(n):
         # Re-implements an n-step consistency sampling loop *with* gradients (what is avoided).
@@ -247,7 +234,7 @@ def test_reward_step_memory_does_not_grow_with_sampling_steps(tiny_unet3d, tiny_
         frames = distiller.vae.decode_frames(z, torch.arange(3).expand(2, 3))
         return -distiller.image_reward(frames.flatten(0, 1), ["a"] * 6).mean()
 
-    chain_bytes = [_saved_bytes(lambda n=n: chain(n))[0] for n in (1, 2, 4)]
+    chain_bytes = [saved_tensor_bytes(lambda n=n: chain(n))[0] for n in (1, 2, 4)]
     assert chain_bytes[0] < chain_bytes[1] < chain_bytes[2]
     assert chain_bytes[2] > 2.5 * chain_bytes[0]  # roughly linear in n
     # Our step also runs teacher and target passes, but under no_grad: they keep nothing.
