@@ -97,6 +97,7 @@ def check(
         "rewards": C.reward_gate(rewards),
         "evaluators": evaluator_accuracy(evaluators),
         "teacher": C.teacher_gate(teacher, evaluators, sheet=sheets / "tiny-teacher-samples.png"),
+        "teacher_shapes": C.teacher_shapes(teacher, evaluators),
     }
     C.real_clip_sheet(sheets / "tiny-world-renders.png")
     gates["seconds"] = round(time.time() - t0, 1)
@@ -115,6 +116,9 @@ def check(
     for dim, r in gates["teacher"].items():
         chance = "n/a" if r["chance"] is None else f"{r['chance']:.3f}"
         table.add_row(f"teacher 50-step CFG: {dim} (chance {chance})", f"{r['accuracy']:.3f} ({r['videos']} videos)")
+    sh = gates["teacher_shapes"]
+    table.add_row(f"teacher 50-step CFG: shape asked for vs drawn, detected / forced choice (chance {sh['chance']:.3f})",
+                  f"{sh['detected_accuracy']:.3f} / {sh['forced_choice_accuracy']:.3f} ({sh['videos']} videos)")
     console.print(table)
 
 

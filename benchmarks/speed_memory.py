@@ -6,6 +6,10 @@
 2. Reward-step memory: the reward gradient through the single-step prediction (T2V-Turbo)
    vs through an n-step sampling chain (what it avoids), for n = 1, 2, 4, 8: bytes that
    autograd keeps for backward (exact and device-independent) and, on CUDA, peak memory.
+3. Training-step cost: one whole distillation step as `bench train` runs it (batch, text
+   encoding, Algorithm 1's step, backward, optimizer, target update) for VCM and for
+   T2V-Turbo (image + video reward), at several batch sizes: seconds per step and per
+   sample, and what the reward feedback costs as a ratio to the VCM step.
 
 Default: the shipped tiny-world zoo on the CPU. Ratios are the result; absolute seconds
 depend on the machine.
@@ -104,6 +108,55 @@ def reward_memory(teacher, student, image_rm, video_rm, prompts, device) -> list
     return rows
 
 
+def step_cost(teacher, rewards, device, batches=(1, 4, 8), repeats: int = 3) -> list[dict]:
+    import dataclasses
+
+    from bench.config import load_config
+    from bench.train import TinyWorldBatches
+    from t2v_turbo_core.distillation import ConsistencyDistiller
+    from t2v_turbo_core.lora import trainable_parameters
+
+    uncond = teacher.text_encoder([""])
+    rows = []
+    for variant in ("vcm", "vcm+img+vid"):
+        cfg = dataclasses.replace(load_config("tiny"), variant=variant, rm_vid="viclip")
+        torch.manual_seed(0)
+        student = teacher.make_student(cfg.lora_settings()).to(device)
+        distiller = ConsistencyDistiller(
+            student, teacher.schedule, uncond, cfg.distillation_config(), vae=teacher.vae,
+            image_reward=rewards["image"] if cfg.uses_image_reward else None,
+            video_reward=rewards["viclip"] if cfg.uses_video_reward else None,
+        )
+        params = list(trainable_parameters(student).values())
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr)
+        data = TinyWorldBatches(teacher, cfg.seed, 0)
+
+        def one(step: int, b: int) -> None:
+            latents, prompts = data(step, b, device)
+            out = distiller.step(latents, teacher.text_encoder(prompts), prompts, generator=torch.Generator().manual_seed(step))
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            distiller.update_target()
+
+        for b in batches:
+            one(0, b)  # warm-up
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for r in range(repeats):
+                one(1 + r, b)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            sec = (time.perf_counter() - t0) / repeats
+            rows.append({"variant": variant, "batch": b, "seconds_per_step": sec, "seconds_per_sample": sec / b})
+    vcm = {r["batch"]: r["seconds_per_step"] for r in rows if r["variant"] == "vcm"}
+    for r in rows:
+        r["ratio_vs_vcm"] = r["seconds_per_step"] / vcm[r["batch"]]
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--zoo", default=None, help="tiny-world zoo (default: the shipped one)")
@@ -127,7 +180,9 @@ def main(argv=None) -> int:
     with torch.no_grad():
         speed = sampling_speed(teacher, student, prompts, device)
     memory = reward_memory(teacher, student, rms["image"], rms["viclip"], prompts[:4], device)
-    result = {"device": str(device), "threads": args.threads, "torch": torch.__version__, "speed": speed, "reward_memory": memory}
+    steps = step_cost(teacher, rms, device)
+    result = {"device": str(device), "threads": args.threads, "torch": torch.__version__, "speed": speed, "reward_memory": memory,
+              "train_step": steps}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
@@ -137,6 +192,9 @@ def main(argv=None) -> int:
     print(f"\n{'reward gradient through':<38}{'steps':>6}{'saved MB':>10}{'ratio':>8}")
     for r in memory:
         print(f"{r['reward_through']:<38}{r['sampling_steps']:>6}{r['saved_bytes'] / 2**20:>10.1f}{r['ratio_vs_t2v_turbo']:>8.2f}")
+    print(f"\n{'training step':<16}{'batch':>6}{'s/step':>9}{'s/sample':>10}{'vs VCM':>8}")
+    for r in steps:
+        print(f"{r['variant']:<16}{r['batch']:>6}{r['seconds_per_step']:>9.3f}{r['seconds_per_sample']:>10.3f}{r['ratio_vs_vcm']:>7.2f}x")
     print(f"\nwritten to {out}")
     return 0
 

@@ -144,11 +144,12 @@ def train_loop(
     clip_grad: float = 1.0,
     on_checkpoint: Callable[[int], None] | None = None,
     decay_from: int | None = None,
+    lr_at: Callable[[int], float] | None = None,
 ) -> dict:
     """Generic resumable loop: step_fn(step) returns {"loss": ..., other logs}.
 
     The learning rate warms up linearly, stays constant, and from `decay_from` (if given)
-    follows a cosine down to zero at `total_steps`.
+    follows a cosine down to zero at `total_steps`; `lr_at(step)` replaces that schedule.
     """
     stage_dir = ctx.work_dir / name
     stage_dir.mkdir(parents=True, exist_ok=True)
@@ -188,7 +189,7 @@ def train_loop(
     running: dict[str, float] = {}
     while step < total_steps:
         for group in optimizer.param_groups:
-            group["lr"] = lr * lr_factor(step, total_steps, warmup, decay_from)
+            group["lr"] = lr_at(step) if lr_at is not None else lr * lr_factor(step, total_steps, warmup, decay_from)
         logs = step_fn(step)
         loss = logs["loss"]
         if not torch.isfinite(loss):
@@ -296,15 +297,13 @@ def stage_teacher_data(ctx: Context, clips: int = TEACHER_CLIPS) -> None:
     out.mkdir(parents=True, exist_ok=True)
     vae = ctx.vae()
     scale = read_manifest(ctx.zoo_dir)["stages"]["vae"]["config"]["scaling_factor"]
-    held = ctx.held_out
     n_shards = math.ceil(clips / SHARD)
     task = ctx.progress.add_task("teacher_data", total=n_shards, info="") if ctx.progress else None
     t0 = time.time()
     for s in range(n_shards):
         path = out / f"shard_{s:03d}.pt"
         if not path.is_file():
-            rng = batch_rng(201, s)
-            specs = [training_scene(rng, held) for _ in range(SHARD)]
+            specs = _shard_specs(ctx, s)
             lats = []
             with torch.no_grad():
                 for i in range(0, SHARD, 100):
@@ -321,12 +320,43 @@ TEACHER_STEPS = 10000
 # Constant learning rate to here, then a cosine to zero: the annealing phase is where the
 # tiny teacher's samples sharpen (object shapes in particular).
 TEACHER_DECAY_FROM = 6000
+TEACHER_LR = 3e-4
 TEACHER_BATCH = 32
 CAPTION_DROPOUT = 0.1
+# Phase 2, the shape phase: a warm restart (lower peak, cosine to zero) with the eps loss
+# weighted up where objects are. Objects fill a tenth of a frame, so the plain loss spends
+# nine tenths of its signal on backgrounds, and after phase 1 the teacher drew blobs: the
+# right colour and place, the wrong shape.
+SHAPE_STEPS = 5000
+SHAPE_LR = 1e-4
+SHAPE_WEIGHT = 4.0  # extra loss weight on latent pixels an object covers (1 + 4 = 5x)
 
 
-def stage_teacher(ctx: Context, steps: int = TEACHER_STEPS) -> None:
-    """Text encoder + UNet3D trained jointly with the eps objective and caption dropout."""
+def teacher_lr(step: int) -> float:
+    """Both phases' learning rate at `step` (a function of the step alone, so resumes agree)."""
+    if step < TEACHER_STEPS:
+        return TEACHER_LR * lr_factor(step, TEACHER_STEPS, 300, TEACHER_DECAY_FROM)
+    return SHAPE_LR * lr_factor(step - TEACHER_STEPS, SHAPE_STEPS, 100, 0)
+
+
+def object_weight(area: torch.Tensor, factor: int, extra: float) -> torch.Tensor:
+    """Per-latent-pixel loss weight from the objects' pixel area [B, F, H, W]: 1 + extra x the
+    area fraction of each latent cell. Returns [B, 1, F, H/factor, W/factor] (the latent layout)."""
+    cells = F.avg_pool2d(area.flatten(0, 1)[:, None], factor)
+    b, f = area.shape[:2]
+    return 1.0 + extra * cells.reshape(b, f, 1, *cells.shape[-2:]).permute(0, 2, 1, 3, 4)
+
+
+def _shard_specs(ctx: Context, shard: int) -> list:
+    """The scene specs behind teacher_data shard `shard` (re-drawn from its seed)."""
+    rng = batch_rng(201, shard)
+    return [training_scene(rng, ctx.held_out) for _ in range(SHARD)]
+
+
+
+def stage_teacher(ctx: Context, steps: int = TEACHER_STEPS + SHAPE_STEPS) -> None:
+    """Text encoder + UNet3D trained jointly with the eps objective and caption dropout;
+    then the shape phase (object-weighted eps loss, warm restart)."""
     from t2v_turbo_core.schedule import NoiseSchedule
 
     data_dir = ctx.work_dir / "teacher_data"
@@ -336,12 +366,24 @@ def stage_teacher(ctx: Context, steps: int = TEACHER_STEPS) -> None:
     data = [torch.load(p, map_location="cpu", weights_only=True) for p in shards]
     latents = torch.cat([d["latents"] for d in data])
     captions = [c for d in data for c in d["captions"]]
+    specs_cache: dict[int, list] = {}
+
+    def specs_at(i: int):
+        shard = i // SHARD
+        if shard not in specs_cache:
+            specs = _shard_specs(ctx, shard)
+            if [caption(sp) for sp in specs] != data[shard]["captions"]:
+                raise StageError(f"teacher_data shard {shard} no longer matches its seed (the world changed); "
+                                 "rebuild it with `bench zoo build -s teacher_data --force`")
+            specs_cache[shard] = specs
+        return specs_cache[shard][i % SHARD]
+
     tok = ctx.clip_tokenizer()
     torch.manual_seed(0)
     text_encoder = M.make_text_encoder(tok)
     unet = M.make_teacher_unet()
     params = list(text_encoder.parameters()) + list(unet.parameters())
-    opt = torch.optim.AdamW(params, lr=3e-4, weight_decay=0.01)
+    opt = torch.optim.AdamW(params, lr=TEACHER_LR, weight_decay=0.01)
     schedule = NoiseSchedule.scaled_linear()
 
     def step_fn(step: int) -> dict[str, torch.Tensor]:
@@ -355,7 +397,14 @@ def stage_teacher(ctx: Context, steps: int = TEACHER_STEPS) -> None:
         noise = torch.randn(z0.shape, generator=g)
         t = torch.randint(0, 1000, (TEACHER_BATCH,), generator=g)
         eps = unet(schedule.add_noise(z0, noise, t), t, encoder_hidden_states=cond).sample
-        return {"loss": F.mse_loss(eps, noise)}
+        if step < TEACHER_STEPS:
+            mse = F.mse_loss(eps, noise)
+            return {"loss": mse, "mse": mse.detach()}
+        _, area = render([specs_at(int(i)) for i in idx], with_object_area=True)
+        w = object_weight(area, area.shape[-1] // z0.shape[-1], SHAPE_WEIGHT)
+        se = (eps - noise) ** 2
+        loss = (w * se).sum() / (w.sum() * z0.shape[1])
+        return {"loss": loss, "mse": se.mean().detach()}
 
     def preview(step: int) -> None:
         if step % 1000 == 0:
@@ -363,12 +412,14 @@ def stage_teacher(ctx: Context, steps: int = TEACHER_STEPS) -> None:
 
     emas_ref: dict = {}
     info = train_loop(
-        ctx, "teacher", {"text_encoder": text_encoder, "unet": unet}, opt, step_fn, steps, lr=3e-4, warmup=300,
-        ckpt_every=200, ema_decay=0.999, on_checkpoint=preview, decay_from=min(TEACHER_DECAY_FROM, steps),
+        ctx, "teacher", {"text_encoder": text_encoder, "unet": unet}, opt, step_fn, steps, lr=TEACHER_LR,
+        ckpt_every=200, ema_decay=0.999, on_checkpoint=preview, lr_at=teacher_lr,
     )
     export(
         ctx, "teacher", {"text_encoder.safetensors": text_encoder, "teacher_unet.safetensors": unet},
-        {**info, "config": {"unet": M.teacher_unet_config(), "caption_dropout": CAPTION_DROPOUT, "batch": TEACHER_BATCH}},
+        {**info, "config": {"unet": M.teacher_unet_config(), "caption_dropout": CAPTION_DROPOUT, "batch": TEACHER_BATCH,
+                            "phases": {"plain": {"steps": TEACHER_STEPS, "lr": TEACHER_LR, "decay_from": TEACHER_DECAY_FROM},
+                                       "shape": {"steps": SHAPE_STEPS, "lr": SHAPE_LR, "object_weight": 1 + SHAPE_WEIGHT}}}},
     )
 
 

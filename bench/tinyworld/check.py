@@ -71,13 +71,10 @@ def _presence(probe_out, shape: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def teacher_gate(teacher, evaluators: dict, videos_per_prompt: int = 2, seed: int = 903, sheet: str | Path | None = None) -> dict:
-    """Do 50-step CFG samples follow held-out prompts? Judged by the evaluators vs chance."""
+def _teacher_samples(teacher, prompts: list[str], seed: int) -> torch.Tensor:
+    """50-step DDIM + CFG samples at the teacher's scale, one seed per video: [N, F, 3, H, W]."""
     from t2v_turbo_core.sampling import teacher_ddim_sample
 
-    dims = ("color", "object_class", "human_action", "spatial_relationship")
-    entries = [e for e in tiny_suite(list(dims))]
-    prompts = [e.prompt for e in entries for _ in range(videos_per_prompt)]
     gens = [torch.Generator().manual_seed(seed * 1000 + i) for i in range(len(prompts))]
     videos = []
     for i in range(0, len(prompts), 16):
@@ -86,9 +83,19 @@ def teacher_gate(teacher, evaluators: dict, videos_per_prompt: int = 2, seed: in
                                   teacher.schedule, num_steps=50, guidance_scale=teacher.cfg_scale, generator=gens[i : i + 16])
         px = teacher.vae.decode(out.latents)
         videos.append(((px.clamp(-1, 1) + 1) / 2).permute(0, 2, 1, 3, 4))
-    videos = torch.cat(videos)  # [N, F, 3, H, W]
+    return torch.cat(videos)
+
+
+@torch.no_grad()
+def teacher_gate(teacher, evaluators: dict, videos_per_prompt: int = 4, seed: int = 903, sheet: str | Path | None = None) -> dict:
+    """Do 50-step CFG samples follow held-out prompts? Judged by the evaluators vs chance."""
+    dims = ("color", "object_class", "human_action", "spatial_relationship")
+    entries = [e for e in tiny_suite(list(dims))]
+    prompts = [e.prompt for e in entries for _ in range(videos_per_prompt)]
+    videos = _teacher_samples(teacher, prompts, seed)
     probe, clipnet = evaluators["probe"], evaluators["clip"]
     hits = {d: [] for d in dims}
+    forced: list[float] = []
     for k, prompt in enumerate(prompts):
         e = entries[k // videos_per_prompt]
         aux = e.auxiliary_info
@@ -96,7 +103,11 @@ def teacher_gate(teacher, evaluators: dict, videos_per_prompt: int = 2, seed: in
         po = probe(frames)
         dim = e.dimensions[0]
         if dim == "object_class":
-            hits[dim].append(float(_presence(po, aux["objects"][0]["shape"]).float().mean() > 0.5))
+            shape = aux["objects"][0]["shape"]
+            hits[dim].append(float(_presence(po, shape).float().mean() > 0.5))
+            # Forced choice among the five shapes (chance exactly 1/5), as a second reading:
+            # the named shape's mean presence logit is the highest.
+            forced.append(float(po["presence"].mean(0).argmax().item() == SHAPES.index(shape)))
         elif dim == "color":
             shape, color = aux["objects"][0]["shape"], aux["objects"][0]["color"]
             pred = po["color"][:, SHAPES.index(shape)].argmax(-1)
@@ -112,10 +123,38 @@ def teacher_gate(teacher, evaluators: dict, videos_per_prompt: int = 2, seed: in
             hits[dim].append(float(rel == aux["relation"]))
     chance = {"color": 1 / len(COLORS), "object_class": 1 / len(SHAPES), "human_action": 1 / len(ACTIONS), "spatial_relationship": 1 / len(RELATIONS)}
     result = {d: {"accuracy": float(np.mean(v)), "videos": len(v), "chance": chance[d]} for d, v in hits.items()}
+    result["object_class"]["forced_choice_accuracy"] = float(np.mean(forced))
     if sheet is not None:
         pick = list(range(0, len(prompts), videos_per_prompt))[:16]
         contact_sheet(videos[pick], [prompts[i] for i in pick], path=str(sheet))
     return result
+
+
+@torch.no_grad()
+def teacher_shapes(teacher, evaluators: dict, repeats: int = 3, seed: int = 905) -> dict:
+    """Which shape does the teacher draw when asked for each one? A larger sample than the
+    object_class gate's five prompts: every "a <colour> <shape>" and "a <shape>" (some of these
+    captions occur in training; this measures drawing, not generalisation), `repeats` seeds
+    each. The frame probe reads the drawn shape two ways: detected (the named shape's presence
+    above 0.5 in most frames, as the object_class gate) and forced choice (its mean presence
+    logit is the highest of the five; chance 1/5). `confusion[named][read]` counts forced choices.
+    """
+    prompts, named = [], []
+    for _ in range(repeats):
+        for k, shape in enumerate(SHAPES):
+            for p in [f"a {c} {shape}" for c in COLORS] + [f"a {shape}"] * 2:
+                prompts.append(p)
+                named.append(k)
+    videos = _teacher_samples(teacher, prompts, seed)
+    confusion = np.zeros((len(SHAPES), len(SHAPES)), dtype=int)
+    detected = []
+    for v, k in zip(videos, named):
+        presence = evaluators["probe"](v)["presence"]
+        confusion[k, int(presence.mean(0).argmax())] += 1
+        detected.append(float((torch.sigmoid(presence[:, k]) > 0.5).float().mean() > 0.5))
+    return {"videos": len(prompts), "shapes": list(SHAPES), "chance": 1 / len(SHAPES),
+            "forced_choice_accuracy": float(np.trace(confusion) / confusion.sum()),
+            "detected_accuracy": float(np.mean(detected)), "confusion": confusion.tolist()}
 
 
 def real_clip_sheet(path: str | Path, n: int = 10) -> None:

@@ -169,8 +169,12 @@ def _spec_tensors(specs: Sequence[SceneSpec], frames: int) -> dict[str, torch.Te
 
 
 @torch.no_grad()
-def render(specs: Sequence[SceneSpec], frames: int = FRAMES, size: int = SIZE) -> torch.Tensor:
-    """Render clips: [B, F, 3, size, size], float32 in [0, 1]."""
+def render(specs: Sequence[SceneSpec], frames: int = FRAMES, size: int = SIZE, with_object_area: bool = False):
+    """Render clips: [B, F, 3, size, size], float32 in [0, 1].
+
+    with_object_area: also return the objects' filled area [B, F, size, size] in [0, 1]
+    (whatever the appearance style: an outlined object covers its interior here too).
+    """
     p = _spec_tensors(specs, frames)
     b = len(specs)
     lin = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1
@@ -185,6 +189,7 @@ def render(specs: Sequence[SceneSpec], frames: int = FRAMES, size: int = SIZE) -
     img = torch.gather(all_scenes, 4, idx).squeeze(4)  # [B, F, H, W, 3]
 
     style = p["style_id"]
+    area = torch.zeros(b, frames, size, size)
     for j in range(MAX_OBJECTS):
         ox, oy, rad, ang = (p["track"][:, j, :, i][:, :, None, None] for i in range(4))
         dx, dy = (wx - ox) / rad, (wy - oy) / rad
@@ -206,10 +211,12 @@ def render(specs: Sequence[SceneSpec], frames: int = FRAMES, size: int = SIZE) -
         color = torch.where(is_striped[..., None], striped, solid)
         cover = torch.where(is_outline, rim, fill) * p["present"][:, j][:, None, None, None]
         img = img * (1 - cover[..., None]) + color * cover[..., None]
+        area = torch.maximum(area, fill * p["present"][:, j][:, None, None, None])
 
     gray = (img * torch.tensor([0.299, 0.587, 0.114])).sum(-1, keepdim=True).expand_as(img)
     img = torch.where((style == STYLES.index("grayscale"))[:, None, None, None, None], gray, img)
-    return img.clamp(0, 1).permute(0, 1, 4, 2, 3).contiguous()
+    video = img.clamp(0, 1).permute(0, 1, 4, 2, 3).contiguous()
+    return (video, area) if with_object_area else video
 
 
 def contact_sheet(videos: torch.Tensor, captions: Sequence[str] | None = None, scale: int = 3, path: str | None = None):

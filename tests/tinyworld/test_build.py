@@ -59,3 +59,27 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_p
         train_loop(ctx, "nan", {"m": model}, opt, step_fn, 10, lr=0.1, warmup=1, ckpt_every=3)
     state = torch.load(tmp_path / "work" / "nan" / "state.pt", weights_only=True)
     assert state["step"] == 3
+
+
+def test_teacher_schedule_restarts_for_the_shape_phase():
+    from bench.tinyworld.build import SHAPE_LR, SHAPE_STEPS, TEACHER_LR, TEACHER_STEPS, teacher_lr
+
+    assert teacher_lr(TEACHER_STEPS // 2) == pytest.approx(TEACHER_LR)
+    assert teacher_lr(TEACHER_STEPS - 1) < 0.01 * TEACHER_LR  # phase 1 anneals to ~0
+    # Phase 2 warms up again to its own, lower peak and anneals to ~0.
+    assert teacher_lr(TEACHER_STEPS) < 0.02 * SHAPE_LR
+    peak = max(teacher_lr(s) for s in range(TEACHER_STEPS, TEACHER_STEPS + SHAPE_STEPS))
+    assert peak == pytest.approx(SHAPE_LR, rel=0.01) and SHAPE_LR < TEACHER_LR
+    assert teacher_lr(TEACHER_STEPS + SHAPE_STEPS - 1) < 0.01 * SHAPE_LR
+
+
+def test_object_weight_follows_the_area_in_the_latent_layout():
+    from bench.tinyworld.build import object_weight
+
+    area = torch.zeros(2, 3, 8, 8)
+    area[0, 1, :4, :4] = 1.0  # one full latent cell (factor 4) in clip 0, frame 1
+    area[1, 2, 4:6, 4:8] = 1.0  # half of a cell in clip 1, frame 2
+    w = object_weight(area, 4, 4.0)
+    assert w.shape == (2, 1, 3, 2, 2)
+    assert w[0, 0, 1, 0, 0] == 5.0 and w[1, 0, 2, 1, 1] == 3.0
+    assert (w == 1.0).sum() == w.numel() - 2

@@ -131,3 +131,18 @@ def test_degradations_keep_shape_and_range_and_change_the_clip(name):
     out = degrade.apply(name, clip, 0.8, torch.Generator().manual_seed(0))
     assert out.shape == clip.shape and out.min() >= 0 and out.max() <= 1
     assert not torch.equal(out, clip)
+
+
+def test_object_area_is_the_filled_shape_whatever_the_style():
+    obj = ObjectSpec("square", "red", x=0.0, y=0.0)
+    specs = [SceneSpec("room", (obj,), style=s) for s in ("solid", "outline")] + [SceneSpec("room", ())]
+    video, area = render(specs, with_object_area=True)
+    assert torch.equal(video, render(specs))  # asking for the area changes nothing else
+    assert area.shape == (3, FRAMES, SIZE, SIZE) and area.min() >= 0 and area.max() <= 1
+    torch.testing.assert_close(area[0], area[1])  # an outlined square covers its interior too
+    assert area[2].sum() == 0
+    c = SIZE // 2
+    assert area[0, 0, c, c] == 1 and area[0, 0, 0, 0] == 0
+    # Where the solid square is, the pixels differ from the empty room's.
+    changed = (video[0] - video[2]).abs().amax(1) > 0.05
+    assert (changed & (area[0] > 0.5)).sum() >= 0.95 * (area[0] > 0.5).sum()
