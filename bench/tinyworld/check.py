@@ -6,7 +6,8 @@
 * Evaluators: accuracy on held-out clean renders (`gates.evaluator_accuracy`).
 * Teacher: 50-step DDIM + CFG samples on the benchmark's held-out prompts, checked by the
   evaluators (which never saw the teacher) against chance, for colour, class, motion and
-  relation; and a contact sheet of samples to look at.
+  relation; a larger reading of shape alone (`teacher_shapes`: 120 videos, confusion
+  matrix); and a contact sheet of samples to look at.
 All clips come from numpy seeds [900+, i], disjoint from every training stream.
 """
 
