@@ -120,6 +120,16 @@ def load_rewards(cfg: TrainConfig, device) -> tuple[Any, Any]:
 # --- checkpoints --------------------------------------------------------------------------
 
 
+def make_distiller(cfg: TrainConfig, teacher, student, image_rm, video_rm):
+    """Algorithm 1 for `student` as `cfg` sets it up (the benchmark times this same object)."""
+    from t2v_turbo_core.distillation import ConsistencyDistiller
+
+    return ConsistencyDistiller(
+        student, teacher.schedule, teacher.text_encoder([""]), cfg.distillation_config(), vae=teacher.vae,
+        image_reward=image_rm, video_reward=video_rm, unet_kwargs=teacher.unet_kwargs,
+    )
+
+
 def _checkpoint_dirs(run_dir: Path) -> list[Path]:
     root = run_dir / "checkpoints"
     done = [p for p in root.glob("step-*") if (p / "state.json").is_file()] if root.is_dir() else []
@@ -190,7 +200,6 @@ def train(
     """Train one variant into `run_dir`; returns a summary. Resumable; multi-process via accelerate."""
     from accelerate import Accelerator
 
-    from t2v_turbo_core.distillation import ConsistencyDistiller
     from t2v_turbo_core.lora import save_student, trainable_parameters
 
     cfg.validate()
@@ -219,7 +228,6 @@ def train(
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()
     image_rm, video_rm = load_rewards(cfg, accelerator.device)
-    uncond = teacher.text_encoder([""])
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         if not run_json.is_file():
@@ -227,10 +235,7 @@ def train(
                                                    {"status": "running", "processes": world}))
     accelerator.wait_for_everyone()
 
-    distiller = ConsistencyDistiller(
-        student, teacher.schedule, uncond, cfg.distillation_config(), vae=teacher.vae,
-        image_reward=image_rm, video_reward=video_rm, unet_kwargs=teacher.unet_kwargs,
-    )
+    distiller = make_distiller(cfg, teacher, student, image_rm, video_rm)
     params = list(trainable_parameters(student).values())
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     # DDP wraps the student; the distiller keeps calling the wrapped module.

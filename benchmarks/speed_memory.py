@@ -112,21 +112,16 @@ def step_cost(teacher, rewards, device, batches=(1, 4, 8), repeats: int = 3) -> 
     import dataclasses
 
     from bench.config import load_config
-    from bench.train import TinyWorldBatches
-    from t2v_turbo_core.distillation import ConsistencyDistiller
+    from bench.train import TinyWorldBatches, make_distiller
     from t2v_turbo_core.lora import trainable_parameters
 
-    uncond = teacher.text_encoder([""])
     rows = []
     for variant in ("vcm", "vcm+img+vid"):
         cfg = dataclasses.replace(load_config("tiny"), variant=variant, rm_vid="viclip")
         torch.manual_seed(0)
         student = teacher.make_student(cfg.lora_settings()).to(device)
-        distiller = ConsistencyDistiller(
-            student, teacher.schedule, uncond, cfg.distillation_config(), vae=teacher.vae,
-            image_reward=rewards["image"] if cfg.uses_image_reward else None,
-            video_reward=rewards["viclip"] if cfg.uses_video_reward else None,
-        )
+        distiller = make_distiller(cfg, teacher, student, rewards["image"] if cfg.uses_image_reward else None,
+                                   rewards["viclip"] if cfg.uses_video_reward else None)
         params = list(trainable_parameters(student).values())
         optimizer = torch.optim.AdamW(params, lr=cfg.lr)
         data = TinyWorldBatches(teacher, cfg.seed, 0)

@@ -353,7 +353,6 @@ def _shard_specs(ctx: Context, shard: int) -> list:
     return [training_scene(rng, ctx.held_out) for _ in range(SHARD)]
 
 
-
 def stage_teacher(ctx: Context, steps: int = TEACHER_STEPS + SHAPE_STEPS) -> None:
     """Text encoder + UNet3D trained jointly with the eps objective and caption dropout;
     then the shape phase (object-weighted eps loss, warm restart)."""

@@ -71,6 +71,16 @@ def _presence(probe_out, shape: str) -> torch.Tensor:
     return torch.sigmoid(probe_out["presence"][:, SHAPES.index(shape)]) > 0.5
 
 
+def _detected(probe_out, shape: str) -> bool:
+    """The shape is seen in most frames of the clip (the object_class reading)."""
+    return bool(_presence(probe_out, shape).float().mean() > 0.5)
+
+
+def _forced_choice(probe_out) -> str:
+    """The shape whose mean presence logit over the clip is highest (chance 1 / 5)."""
+    return SHAPES[int(probe_out["presence"].mean(0).argmax())]
+
+
 @torch.no_grad()
 def _teacher_samples(teacher, prompts: list[str], seed: int) -> torch.Tensor:
     """50-step DDIM + CFG samples at the teacher's scale, one seed per video: [N, F, 3, H, W]."""
@@ -105,10 +115,8 @@ def teacher_gate(teacher, evaluators: dict, videos_per_prompt: int = 4, seed: in
         dim = e.dimensions[0]
         if dim == "object_class":
             shape = aux["objects"][0]["shape"]
-            hits[dim].append(float(_presence(po, shape).float().mean() > 0.5))
-            # Forced choice among the five shapes (chance exactly 1/5), as a second reading:
-            # the named shape's mean presence logit is the highest.
-            forced.append(float(po["presence"].mean(0).argmax().item() == SHAPES.index(shape)))
+            hits[dim].append(float(_detected(po, shape)))
+            forced.append(float(_forced_choice(po) == shape))
         elif dim == "color":
             shape, color = aux["objects"][0]["shape"], aux["objects"][0]["color"]
             pred = po["color"][:, SHAPES.index(shape)].argmax(-1)
@@ -150,9 +158,9 @@ def teacher_shapes(teacher, evaluators: dict, repeats: int = 3, seed: int = 905)
     confusion = np.zeros((len(SHAPES), len(SHAPES)), dtype=int)
     detected = []
     for v, k in zip(videos, named):
-        presence = evaluators["probe"](v)["presence"]
-        confusion[k, int(presence.mean(0).argmax())] += 1
-        detected.append(float((torch.sigmoid(presence[:, k]) > 0.5).float().mean() > 0.5))
+        po = evaluators["probe"](v)
+        confusion[k, SHAPES.index(_forced_choice(po))] += 1
+        detected.append(float(_detected(po, SHAPES[k])))
     return {"videos": len(prompts), "shapes": list(SHAPES), "chance": 1 / len(SHAPES),
             "forced_choice_accuracy": float(np.trace(confusion) / confusion.sum()),
             "detected_accuracy": float(np.mean(detected)), "confusion": confusion.tolist()}
