@@ -330,6 +330,14 @@ CAPTION_DROPOUT = 0.1
 SHAPE_STEPS = 5000
 SHAPE_LR = 1e-4
 SHAPE_WEIGHT = 4.0  # extra loss weight on latent pixels an object covers (1 + 4 = 5x)
+# Phase 3, the graft: the shape phase left shapes where they were (the 8x8 level, where a
+# shape is more than one latent cell, had no text input), so the EMA teacher of phase 2 gets
+# zero-initialised cross-attention at 8x8 (models.graft_cross_attention_8x8) and is trained
+# on with the same object-weighted loss.
+GRAFT_STEPS = 3000
+GRAFT_LR = 1e-4
+GRAFT_DECAY_FROM = 1200
+GRAFT_EMA = 0.998
 
 
 def teacher_lr(step: int) -> float:
@@ -353,9 +361,10 @@ def _shard_specs(ctx: Context, shard: int) -> list:
     return [training_scene(rng, ctx.held_out) for _ in range(SHARD)]
 
 
-def stage_teacher(ctx: Context, steps: int = TEACHER_STEPS + SHAPE_STEPS) -> None:
+def stage_teacher(ctx: Context, steps: int = TEACHER_STEPS + SHAPE_STEPS, graft_steps: int = GRAFT_STEPS) -> None:
     """Text encoder + UNet3D trained jointly with the eps objective and caption dropout;
-    then the shape phase (object-weighted eps loss, warm restart)."""
+    then the shape phase (object-weighted eps loss, warm restart); then cross-attention is
+    grafted in at 8x8 and training goes on (the graft phase, its own resumable state)."""
     from t2v_turbo_core.schedule import NoiseSchedule
 
     data_dir = ctx.work_dir / "teacher_data"
@@ -380,45 +389,62 @@ def stage_teacher(ctx: Context, steps: int = TEACHER_STEPS + SHAPE_STEPS) -> Non
     tok = ctx.clip_tokenizer()
     torch.manual_seed(0)
     text_encoder = M.make_text_encoder(tok)
-    unet = M.make_teacher_unet()
-    params = list(text_encoder.parameters()) + list(unet.parameters())
-    opt = torch.optim.AdamW(params, lr=TEACHER_LR, weight_decay=0.01)
+    unet = M.make_teacher_unet(cross_attention_at_8x8=False)
     schedule = NoiseSchedule.scaled_linear()
 
-    def step_fn(step: int) -> dict[str, torch.Tensor]:
-        rng = batch_rng(301, step)
-        idx = rng.integers(0, len(captions), TEACHER_BATCH)
-        z0 = latents[torch.from_numpy(idx)].float()
-        texts = ["" if rng.random() < CAPTION_DROPOUT else captions[i] for i in idx]
-        ids = tok(texts, padding="max_length", max_length=M.TEXT_CONTEXT, truncation=True, return_tensors="pt").input_ids
-        cond = text_encoder(ids).last_hidden_state
-        g = torch.Generator().manual_seed(int(rng.integers(2**31)))
-        noise = torch.randn(z0.shape, generator=g)
-        t = torch.randint(0, 1000, (TEACHER_BATCH,), generator=g)
-        eps = unet(schedule.add_noise(z0, noise, t), t, encoder_hidden_states=cond).sample
-        if step < TEACHER_STEPS:
-            mse = F.mse_loss(eps, noise)
-            return {"loss": mse, "mse": mse.detach()}
-        _, area = render([specs_at(int(i)) for i in idx], with_object_area=True)
-        w = object_weight(area, area.shape[-1] // z0.shape[-1], SHAPE_WEIGHT)
-        se = (eps - noise) ** 2
-        loss = (w * se).sum() / (w.sum() * z0.shape[1])
-        return {"loss": loss, "mse": se.mean().detach()}
+    def make_step_fn(seed: int, object_weighted_from: int):
+        def step_fn(step: int) -> dict[str, torch.Tensor]:
+            rng = batch_rng(seed, step)
+            idx = rng.integers(0, len(captions), TEACHER_BATCH)
+            z0 = latents[torch.from_numpy(idx)].float()
+            texts = ["" if rng.random() < CAPTION_DROPOUT else captions[i] for i in idx]
+            ids = tok(texts, padding="max_length", max_length=M.TEXT_CONTEXT, truncation=True, return_tensors="pt").input_ids
+            cond = text_encoder(ids).last_hidden_state
+            g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+            noise = torch.randn(z0.shape, generator=g)
+            t = torch.randint(0, 1000, (TEACHER_BATCH,), generator=g)
+            eps = unet(schedule.add_noise(z0, noise, t), t, encoder_hidden_states=cond).sample
+            if step < object_weighted_from:
+                mse = F.mse_loss(eps, noise)
+                return {"loss": mse, "mse": mse.detach()}
+            _, area = render([specs_at(int(i)) for i in idx], with_object_area=True)
+            w = object_weight(area, area.shape[-1] // z0.shape[-1], SHAPE_WEIGHT)
+            se = (eps - noise) ** 2
+            loss = (w * se).sum() / (w.sum() * z0.shape[1])
+            return {"loss": loss, "mse": se.mean().detach()}
+
+        return step_fn
 
     def preview(step: int) -> None:
         if step % 1000 == 0:
-            _teacher_preview(ctx, text_encoder, unet, emas_ref, step)
+            _teacher_preview(ctx, text_encoder, unet, step)
 
-    emas_ref: dict = {}
+    params = list(text_encoder.parameters()) + list(unet.parameters())
+    opt = torch.optim.AdamW(params, lr=TEACHER_LR, weight_decay=0.01)
     info = train_loop(
-        ctx, "teacher", {"text_encoder": text_encoder, "unet": unet}, opt, step_fn, steps, lr=TEACHER_LR,
-        ckpt_every=200, ema_decay=0.999, on_checkpoint=preview, lr_at=teacher_lr,
+        ctx, "teacher", {"text_encoder": text_encoder, "unet": unet}, opt, make_step_fn(301, TEACHER_STEPS), steps,
+        lr=TEACHER_LR, ckpt_every=200, ema_decay=0.999, on_checkpoint=preview, lr_at=teacher_lr,
+    )
+    # train_loop leaves the EMA weights in place: the graft starts from phase 2's teacher.
+    unet = M.graft_cross_attention_8x8(unet)
+    params = list(text_encoder.parameters()) + list(unet.parameters())
+    opt = torch.optim.AdamW(params, lr=GRAFT_LR, weight_decay=0.01)
+    graft_info = train_loop(
+        ctx, "teacher_graft", {"text_encoder": text_encoder, "unet": unet}, opt, make_step_fn(401, 0), graft_steps,
+        lr=GRAFT_LR, ckpt_every=200, ema_decay=GRAFT_EMA, on_checkpoint=lambda s: preview(steps + s),
+        decay_from=GRAFT_DECAY_FROM,
     )
     export(
         ctx, "teacher", {"text_encoder.safetensors": text_encoder, "teacher_unet.safetensors": unet},
-        {**info, "config": {"unet": M.teacher_unet_config(), "caption_dropout": CAPTION_DROPOUT, "batch": TEACHER_BATCH,
-                            "phases": {"plain": {"steps": TEACHER_STEPS, "lr": TEACHER_LR, "decay_from": TEACHER_DECAY_FROM},
-                                       "shape": {"steps": SHAPE_STEPS, "lr": SHAPE_LR, "object_weight": 1 + SHAPE_WEIGHT}}}},
+        {"steps": info["steps"] + graft_info["steps"], "seconds": round(info["seconds"] + graft_info["seconds"], 1),
+         "final": graft_info["final"],
+         "config": {"unet": M.teacher_unet_config(), "caption_dropout": CAPTION_DROPOUT, "batch": TEACHER_BATCH,
+                    "phases": {"plain": {"steps": TEACHER_STEPS, "lr": TEACHER_LR, "decay_from": TEACHER_DECAY_FROM},
+                               "shape": {"steps": SHAPE_STEPS, "lr": SHAPE_LR, "object_weight": 1 + SHAPE_WEIGHT},
+                               "graft": {"steps": graft_steps, "lr": GRAFT_LR, "decay_from": GRAFT_DECAY_FROM,
+                                         "ema": GRAFT_EMA, "object_weight": 1 + SHAPE_WEIGHT,
+                                         "seconds": graft_info["seconds"],
+                                         "unet_before": M.teacher_unet_config(cross_attention_at_8x8=False)}}}},
     )
 
 
@@ -433,7 +459,7 @@ PREVIEW_PROMPTS = [
 
 
 @torch.no_grad()
-def _teacher_preview(ctx: Context, text_encoder, unet, _emas, step: int) -> None:
+def _teacher_preview(ctx: Context, text_encoder, unet, step: int) -> None:
     """A contact sheet of 50-step CFG samples (current weights) for watching training."""
     from bench.tinyworld.render import contact_sheet
     from t2v_turbo_core.sampling import teacher_ddim_sample

@@ -151,28 +151,57 @@ def make_text_encoder(tokenizer):
     )
 
 
-def teacher_unet_config() -> dict:
-    # Attention only at the 4x4 level (and the 2x2 mid block): most of a UNet3D's CPU cost is
-    # attention and feed-forwards at full latent resolution.
+def teacher_unet_config(cross_attention_at_8x8: bool = True) -> dict:
+    """The shipped teacher's UNet3D config; `cross_attention_at_8x8=False` is the architecture
+    of the build's first two phases, before the graft (see `graft_cross_attention_8x8`)."""
+    # Attention at the 4x4 level (and the 2x2 mid block) from the start: most of a UNet3D's
+    # CPU cost is attention and feed-forwards at full latent resolution. The graft adds it at
+    # 8x8 too, because a small object is a single latent cell at 4x4: text that only enters
+    # there can place and colour an object but barely shape it.
+    down = ("CrossAttnDownBlock3D" if cross_attention_at_8x8 else "DownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D")
+    up = ("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D" if cross_attention_at_8x8 else "UpBlock3D")
     return dict(
         sample_size=SIZE // 4,
         in_channels=4,
         out_channels=4,
-        down_block_types=("DownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
-        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D", "UpBlock3D"),
+        down_block_types=down,
+        up_block_types=up,
         block_out_channels=(32, 64, 64),
         layers_per_block=1,
         cross_attention_dim=64,
-        # diffusers' UNet3D reads this as the number of heads (64 channels -> 4 heads of 16).
+        # diffusers' UNet3D reads this as the number of heads (64 channels -> 4 heads of 16;
+        # 32 channels -> 4 heads of 8 at 8x8).
         attention_head_dim=4,
         norm_num_groups=16,
     )
 
 
-def make_teacher_unet():
+def make_teacher_unet(cross_attention_at_8x8: bool = True):
     from diffusers import UNet3DConditionModel
 
-    return UNet3DConditionModel(**teacher_unet_config())
+    return UNet3DConditionModel(**teacher_unet_config(cross_attention_at_8x8))
+
+
+# The 8x8 blocks that the graft turns into cross-attention blocks (same resnets, same names).
+GRAFTED_BLOCKS = ("down_blocks.0.", "up_blocks.2.")
+
+
+@torch.no_grad()
+def graft_cross_attention_8x8(base) -> nn.Module:
+    """The teacher with (spatial + temporal) transformer blocks added at the 8x8 level, every
+    existing weight kept and the new blocks' output projections zeroed: their residual
+    branches add exactly nothing, so the grown UNet computes the base UNet's function and
+    training starts from the teacher, not from a perturbed copy of it."""
+    unet = make_teacher_unet(cross_attention_at_8x8=True)
+    missing, unexpected = unet.load_state_dict(base.state_dict(), strict=False)
+    if unexpected or not all(k.startswith(GRAFTED_BLOCKS) and ("attentions." in k) for k in missing):
+        raise ValueError(f"graft: base UNet does not match the pre-graft config (unexpected {unexpected[:3]}, "
+                         f"missing {[k for k in missing if not k.startswith(GRAFTED_BLOCKS)][:3]})")
+    for name, module in unet.named_modules():
+        if name.startswith(GRAFTED_BLOCKS) and name.endswith("proj_out"):
+            module.weight.zero_()
+            module.bias.zero_()
+    return unet
 
 
 # --- reward models and the evaluation video-text model ----------------------------------

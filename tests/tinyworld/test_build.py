@@ -1,4 +1,4 @@
-"""The zoo builder's training loop: learning-rate schedule and exact resume."""
+"""The zoo builder: training loop (learning-rate schedule, exact resume) and the teacher stage."""
 
 import math
 
@@ -83,3 +83,80 @@ def test_object_weight_follows_the_area_in_the_latent_layout():
     assert w.shape == (2, 1, 3, 2, 2)
     assert w[0, 0, 1, 0, 0] == 5.0 and w[1, 0, 2, 1, 1] == 3.0
     assert (w == 1.0).sum() == w.numel() - 2
+
+
+def test_graft_adds_8x8_cross_attention_without_changing_the_teacher():
+    import torch
+
+    from bench.tinyworld import models as M
+
+    torch.manual_seed(0)
+    base = M.make_teacher_unet(cross_attention_at_8x8=False).eval()
+    grown = M.graft_cross_attention_8x8(base).eval()
+    # The graft keeps every base weight and adds spatial + temporal transformers at 8x8 ...
+    new = set(grown.state_dict()) - set(base.state_dict())
+    assert new and all(k.startswith(M.GRAFTED_BLOCKS) for k in new)
+    assert {"down_blocks.0.attentions.0.proj_out.weight", "up_blocks.2.temp_attentions.1.proj_out.weight"} <= new
+    assert type(grown.down_blocks[0]).__name__ == "CrossAttnDownBlock3D"
+    assert grown.config.down_block_types == M.teacher_unet_config()["down_block_types"]
+    x, t, c = torch.randn(2, 4, 8, 8, 8), torch.tensor([900, 20]), torch.randn(2, 16, 64)
+    with torch.no_grad():
+        # ... whose zeroed output projections make the grown UNet the same function,
+        assert torch.equal(grown(x, t, encoder_hidden_states=c).sample, base(x, t, encoder_hidden_states=c).sample)
+    # and the zeroed projections still get gradients, so training can open the new branches.
+    grown(x, t, encoder_hidden_states=c).sample.square().mean().backward()
+    assert grown.down_blocks[0].attentions[0].proj_out.weight.grad.abs().sum() > 0
+    assert grown.up_blocks[2].attentions[1].proj_out.weight.grad.abs().sum() > 0
+
+
+def test_graft_refuses_a_unet_of_another_shape():
+    from diffusers import UNet3DConditionModel
+
+    from bench.tinyworld import models as M
+
+    other = UNet3DConditionModel(**{**M.teacher_unet_config(False), "block_out_channels": (32, 64, 96)})
+    with pytest.raises((RuntimeError, ValueError)):
+        M.graft_cross_attention_8x8(other)
+
+
+def _teacher_data(ctx, captions=None):
+    from bench.tinyworld.build import SHARD, _shard_specs
+    from bench.tinyworld.world import FRAMES, caption
+
+    out = ctx.work_dir / "teacher_data"
+    out.mkdir(parents=True)
+    caps = captions or [caption(sp) for sp in _shard_specs(ctx, 0)]
+    lat = torch.randn(SHARD, 4, FRAMES, 8, 8, generator=torch.Generator().manual_seed(0)).half()
+    torch.save({"latents": lat, "captions": caps}, out / "shard_000.pt")
+
+
+def test_teacher_stage_runs_every_phase_and_exports_the_grafted_unet(tmp_path):
+    """Two plain steps, then the graft and two object-weighted steps: the shipped layout
+    (grown UNet, all three phases in zoo.json) comes out and loads as the teacher."""
+    from bench.tinyworld import models as M
+    from bench.tinyworld.build import read_manifest, stage_teacher
+    from bench.tinyworld.testing import make_random_zoo
+    from bench.tinyworld.zoo import load_tiny_teacher
+
+    zoo = make_random_zoo(tmp_path / "zoo")
+    ctx = Context(zoo_dir=zoo, work_dir=tmp_path / "work", log=lambda _m: None)
+    _teacher_data(ctx)
+    stage_teacher(ctx, steps=2, graft_steps=2)
+    entry = read_manifest(zoo)["stages"]["teacher"]
+    assert entry["steps"] == 4 and set(entry["config"]["phases"]) == {"plain", "shape", "graft"}
+    assert entry["config"]["unet"]["down_block_types"][0] == "CrossAttnDownBlock3D"
+    assert torch.load(ctx.work_dir / "teacher_graft" / "state.pt", weights_only=True)["step"] == 2
+    teacher = load_tiny_teacher(zoo)
+    # The grafted blocks were trained (no longer the zero init) and were exported.
+    assert teacher.unet.down_blocks[0].attentions[0].proj_out.weight.abs().sum() > 0
+
+
+def test_teacher_graft_phase_refuses_data_whose_captions_no_longer_match_the_world(tmp_path):
+    from bench.tinyworld.build import SHARD, stage_teacher
+    from bench.tinyworld.testing import make_random_zoo
+
+    zoo = make_random_zoo(tmp_path / "zoo")
+    ctx = Context(zoo_dir=zoo, work_dir=tmp_path / "work", log=lambda _m: None)
+    _teacher_data(ctx, captions=["a red circle"] * SHARD)
+    with pytest.raises(StageError, match="no longer matches its seed"):
+        stage_teacher(ctx, steps=0, graft_steps=2)
