@@ -426,6 +426,8 @@ def stage_teacher(ctx: Context, steps: int = TEACHER_STEPS + SHAPE_STEPS, graft_
         lr=TEACHER_LR, ckpt_every=200, ema_decay=0.999, on_checkpoint=preview, lr_at=teacher_lr,
     )
     # train_loop leaves the EMA weights in place: the graft starts from phase 2's teacher.
+    # The new blocks' initial weights draw on the torch RNG as phase 2 left it, which a
+    # resumed build restores from phase 2's checkpoint, so the graft is reproducible too.
     unet = M.graft_cross_attention_8x8(unet)
     params = list(text_encoder.parameters()) + list(unet.parameters())
     opt = torch.optim.AdamW(params, lr=GRAFT_LR, weight_decay=0.01)
