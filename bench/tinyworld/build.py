@@ -341,7 +341,7 @@ GRAFT_EMA = 0.998
 
 
 def teacher_lr(step: int) -> float:
-    """Both phases' learning rate at `step` (a function of the step alone, so resumes agree)."""
+    """Phases 1 and 2's learning rate at `step` (a function of the step alone, so resumes agree)."""
     if step < TEACHER_STEPS:
         return TEACHER_LR * lr_factor(step, TEACHER_STEPS, 300, TEACHER_DECAY_FROM)
     return SHAPE_LR * lr_factor(step - TEACHER_STEPS, SHAPE_STEPS, 100, 0)
@@ -416,6 +416,7 @@ def stage_teacher(ctx: Context, steps: int = TEACHER_STEPS + SHAPE_STEPS, graft_
         return step_fn
 
     def preview(step: int) -> None:
+        # `unet` is looked up at call time: after the graft it is the grown UNet.
         if step % 1000 == 0:
             _teacher_preview(ctx, text_encoder, unet, step)
 
