@@ -67,7 +67,9 @@ def check(
 
     VAE reconstruction error on held-out clips; reward models' caption retrieval; the
     evaluators' accuracy on held-out clean renders; 50-step CFG teacher samples on held-out
-    prompts judged by the evaluators against chance (and a contact sheet to look at).
+    prompts judged by the evaluators against chance, with 95% intervals and binomial p-values
+    (and a contact sheet to look at); the shapes the teacher draws when asked for each one,
+    and the teacher's own denoising error used as a shape classifier (what it knows).
     """
     import json
     import time
@@ -98,6 +100,7 @@ def check(
         "evaluators": evaluator_accuracy(evaluators),
         "teacher": C.teacher_gate(teacher, evaluators, sheet=sheets / "tiny-teacher-samples.png"),
         "teacher_shapes": C.teacher_shapes(teacher, evaluators),
+        "teacher_knows_shapes": C.teacher_knows_shapes(teacher),
     }
     C.real_clip_sheet(sheets / "tiny-world-renders.png")
     gates["seconds"] = round(time.time() - t0, 1)
@@ -113,12 +116,17 @@ def check(
     for name, v in gates["evaluators"].items():
         if isinstance(v, (int, float)):
             table.add_row(f"evaluator {name}", f"{v:.3f}")
-    for dim, r in gates["teacher"].items():
-        chance = "n/a" if r["chance"] is None else f"{r['chance']:.3f}"
-        table.add_row(f"teacher 50-step CFG: {dim} (chance {chance})", f"{r['accuracy']:.3f} ({r['videos']} videos)")
+    def reading(r: dict) -> str:
+        lo, hi = r["ci95"]
+        return f"{r['accuracy']:.3f} [{lo:.2f}, {hi:.2f}], {r['times_chance']:.1f}x chance, p {r['p_above_chance']:.1g} ({r['videos']} videos)"
+
+    for dim in C.TEACHER_DIMENSIONS:
+        r = gates["teacher"][dim]
+        table.add_row(f"teacher 50-step CFG: {dim} (chance {r['chance']:.3f})", reading(r))
+    table.add_row("teacher 50-step CFG: object_class, forced choice", reading(gates["teacher"]["object_class"]["forced_choice"]))
     sh = gates["teacher_shapes"]
-    table.add_row(f"teacher 50-step CFG: shape asked for vs drawn, detected / forced choice (chance {sh['chance']:.3f})",
-                  f"{sh['detected_accuracy']:.3f} / {sh['forced_choice_accuracy']:.3f} ({sh['videos']} videos)")
+    table.add_row("teacher 50-step CFG: shape asked for vs drawn, forced choice", reading(sh["forced_choice"]))
+    table.add_row("teacher's denoising error as a shape classifier (knows vs draws)", reading(gates["teacher_knows_shapes"]))
     console.print(table)
 
 

@@ -7,20 +7,26 @@
 * Teacher: 50-step DDIM + CFG samples on the benchmark's held-out prompts, checked by the
   evaluators (which never saw the teacher) against chance, for colour, class, motion and
   relation; a larger reading of shape alone (`teacher_shapes`: 120 videos, confusion
-  matrix); and a contact sheet of samples to look at.
+  matrix); what the teacher *knows* of shape apart from what it draws (`teacher_knows_shapes`:
+  its own denoising error used as a classifier); and a contact sheet of samples to look at.
+Every teacher reading carries a 95% Wilson interval and the exact one-sided binomial p-value
+against chance (`above_chance`).
 All clips come from numpy seeds [900+, i], disjoint from every training stream.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from bench.tinyworld.render import contact_sheet, render
 from bench.tinyworld.suite import held_out_prompts, spec_for_prompt, tiny_suite
-from bench.tinyworld.world import ACTIONS, COLORS, FRAMES, RELATIONS, SHAPES, caption, perturb_spec, training_scene
+from bench.tinyworld.world import (ACTIONS, COLORS, FRAMES, RELATIONS, SCENES, SHAPES, SceneSpec, caption, perturb_spec,
+                                   randomize_appearance, sample_object, training_scene)
 
 
 def _heldout_clips(seed: int, n: int):
@@ -67,6 +73,26 @@ def reward_gate(rewards: dict, n: int = 96) -> dict:
     return out
 
 
+def above_chance(hits, chance: float, z: float = 1.959964) -> dict:
+    """An accuracy over `hits` (0/1 per video) set against chance.
+
+    ci95: the Wilson score interval (it stays inside [0, 1] and behaves at small n, which the
+    normal interval does not); p_above_chance: the exact one-sided binomial tail
+    P(X >= hits | n, chance). Videos of one prompt are not independent draws (a prompt the
+    teacher cannot draw fails on every seed), so both are optimistic when few prompts carry
+    many seeds; the per-prompt numbers in the gate show how much one prompt weighs.
+    """
+    n, k = len(hits), int(round(sum(hits)))
+    if n == 0:
+        return {"accuracy": float("nan"), "videos": 0, "chance": chance}
+    phat = k / n
+    centre = (phat + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n))
+    p = sum(math.comb(n, i) * chance**i * (1 - chance) ** (n - i) for i in range(k, n + 1))
+    return {"accuracy": phat, "videos": n, "chance": chance, "ci95": [max(0.0, centre - half), min(1.0, centre + half)],
+            "p_above_chance": min(1.0, p), "times_chance": phat / chance}
+
+
 def _presence(probe_out, shape: str) -> torch.Tensor:
     return torch.sigmoid(probe_out["presence"][:, SHAPES.index(shape)]) > 0.5
 
@@ -97,15 +123,29 @@ def _teacher_samples(teacher, prompts: list[str], seed: int) -> torch.Tensor:
     return torch.cat(videos)
 
 
+TEACHER_DIMENSIONS = ("color", "object_class", "human_action", "spatial_relationship")
+
+
+def _relation(dx: float, dy: float) -> str:
+    """The relation of A to B from A's position minus B's (screen units, y down)."""
+    return ("left of" if dx < 0 else "right of") if abs(dx) > abs(dy) else ("above" if dy < 0 else "below")
+
+
 @torch.no_grad()
-def teacher_gate(teacher, evaluators: dict, videos_per_prompt: int = 4, seed: int = 903, sheet: str | Path | None = None) -> dict:
-    """Do 50-step CFG samples follow held-out prompts? Judged by the evaluators vs chance."""
-    dims = ("color", "object_class", "human_action", "spatial_relationship")
+def teacher_gate(teacher, evaluators: dict, videos_per_prompt: int = 8, seed: int = 903, sheet: str | Path | None = None) -> dict:
+    """Do 50-step CFG samples follow held-out prompts? Judged by the evaluators vs chance.
+
+    Each dimension reports `above_chance` (accuracy, Wilson interval, binomial p) and the
+    accuracy per prompt. Spatial relation is read as VBench reads it, from the positions of the
+    two *named shapes*, so a shape drawn wrong can fail the relation too.
+    """
+    dims = TEACHER_DIMENSIONS
     entries = [e for e in tiny_suite(list(dims))]
     prompts = [e.prompt for e in entries for _ in range(videos_per_prompt)]
     videos = _teacher_samples(teacher, prompts, seed)
     probe, clipnet = evaluators["probe"], evaluators["clip"]
-    hits = {d: [] for d in dims}
+    hits: dict[str, list[float]] = {d: [] for d in dims}
+    per_prompt: dict[str, dict[str, list[float]]] = {d: {} for d in dims}
     forced: list[float] = []
     for k, prompt in enumerate(prompts):
         e = entries[k // videos_per_prompt]
@@ -115,24 +155,30 @@ def teacher_gate(teacher, evaluators: dict, videos_per_prompt: int = 4, seed: in
         dim = e.dimensions[0]
         if dim == "object_class":
             shape = aux["objects"][0]["shape"]
-            hits[dim].append(float(_detected(po, shape)))
+            hit = float(_detected(po, shape))
             forced.append(float(_forced_choice(po) == shape))
         elif dim == "color":
             shape, color = aux["objects"][0]["shape"], aux["objects"][0]["color"]
             pred = po["color"][:, SHAPES.index(shape)].argmax(-1)
-            hits[dim].append(float((pred == COLORS.index(color)).float().mean() > 0.5))
+            hit = float((pred == COLORS.index(color)).float().mean() > 0.5)
         elif dim == "human_action":
             pred = clipnet(frames[None])["action"].argmax(-1).item()
-            hits[dim].append(float(pred == ACTIONS.index(aux["action"])))
-        elif dim == "spatial_relationship":
+            hit = float(pred == ACTIONS.index(aux["action"]))
+        else:  # spatial_relationship
+            pos = po["position"].mean(0)
             a, b = (SHAPES.index(o["shape"]) for o in aux["objects"])
-            pos = po["position"]
-            dx, dy = (pos[:, a] - pos[:, b]).mean(0).tolist()
-            rel = ("left of" if dx < 0 else "right of") if abs(dx) > abs(dy) else ("above" if dy < 0 else "below")
-            hits[dim].append(float(rel == aux["relation"]))
+            hit = float(_relation(*(pos[a] - pos[b]).tolist()) == aux["relation"])
+        hits[dim].append(hit)
+        per_prompt[dim].setdefault(prompt, []).append(hit)
     chance = {"color": 1 / len(COLORS), "object_class": 1 / len(SHAPES), "human_action": 1 / len(ACTIONS), "spatial_relationship": 1 / len(RELATIONS)}
-    result = {d: {"accuracy": float(np.mean(v)), "videos": len(v), "chance": chance[d]} for d, v in hits.items()}
-    result["object_class"]["forced_choice_accuracy"] = float(np.mean(forced))
+    result = {}
+    for d, v in hits.items():
+        result[d] = above_chance(v, chance[d])
+        result[d]["per_prompt"] = {p: float(np.mean(h)) for p, h in per_prompt[d].items()}
+    result["object_class"]["forced_choice"] = above_chance(forced, chance["object_class"])
+    result["object_class"]["forced_choice_accuracy"] = result["object_class"]["forced_choice"]["accuracy"]
+    result["videos_per_prompt"] = videos_per_prompt
+    result["seed"] = seed
     if sheet is not None:
         pick = list(range(0, len(prompts), videos_per_prompt))[:16]
         contact_sheet(videos[pick], [prompts[i] for i in pick], path=str(sheet))
@@ -157,13 +203,80 @@ def teacher_shapes(teacher, evaluators: dict, repeats: int = 3, seed: int = 905)
     videos = _teacher_samples(teacher, prompts, seed)
     confusion = np.zeros((len(SHAPES), len(SHAPES)), dtype=int)
     detected = []
+    right = []
     for v, k in zip(videos, named):
         po = evaluators["probe"](v)
-        confusion[k, SHAPES.index(_forced_choice(po))] += 1
+        read = SHAPES.index(_forced_choice(po))
+        confusion[k, read] += 1
+        right.append(float(read == k))
         detected.append(float(_detected(po, SHAPES[k])))
     return {"videos": len(prompts), "shapes": list(SHAPES), "chance": 1 / len(SHAPES),
             "forced_choice_accuracy": float(np.trace(confusion) / confusion.sum()),
-            "detected_accuracy": float(np.mean(detected)), "confusion": confusion.tolist()}
+            "detected_accuracy": float(np.mean(detected)), "confusion": confusion.tolist(),
+            "forced_choice": above_chance(right, 1 / len(SHAPES)), "detected": above_chance(detected, 1 / len(SHAPES))}
+
+
+def diffusion_class_errors(predict_noise_fn, z0: torch.Tensor, candidates: torch.Tensor, schedule,
+                           timesteps: Sequence[int], generator: torch.Generator) -> torch.Tensor:
+    """The denoiser as a classifier (Li et al. 2023, "Your diffusion model is secretly a
+    zero-shot classifier"): for each clean latent, its eps-prediction error under each candidate
+    conditioning, with the same noise for every candidate. Returns [N, K, len(timesteps)].
+
+    predict_noise_fn(z_t [K, ...], t [K], cond [K, ...]) -> eps [K, ...]; z0: [N, ...] clean
+    latents; candidates: [N, K, ...] the K conditionings tried on each latent.
+    """
+    n, k = candidates.shape[:2]
+    errors = torch.zeros(n, k, len(timesteps))
+    for i in range(n):
+        for j, t in enumerate(timesteps):
+            noise = torch.randn(z0[i].shape, generator=generator).expand(k, *z0.shape[1:])
+            t_batch = torch.full((k,), int(t), dtype=torch.long)
+            z_t = schedule.add_noise(z0[i].expand_as(noise), noise, t_batch)
+            eps = predict_noise_fn(z_t, t_batch, candidates[i])
+            errors[i, :, j] = ((eps.float() - noise) ** 2).flatten(1).mean(1)
+    return errors
+
+
+# Noise levels the denoising classifier averages over: where shapes are decided (mid t) and
+# where their edges are drawn (low t); above ~800 the clean latent barely shows.
+KNOWS_TIMESTEPS = (50, 150, 300, 450, 600, 800)
+
+
+@torch.no_grad()
+def teacher_knows_shapes(teacher, repeats: int = 2, seed: int = 906, timesteps: Sequence[int] = KNOWS_TIMESTEPS,
+                         draws: int = 4) -> dict:
+    """Does the teacher's conditioning carry shape, whatever its samples look like?
+
+    Held-out renders of one still object, "a <colour> <shape>" for every colour and shape
+    (`repeats` each), are encoded by the VAE and noised; the teacher predicts the noise under
+    the five captions "a <colour> <s>" that differ only in the shape word, and the caption with
+    the lowest error summed over `timesteps` x `draws` noise draws is its answer (chance 1/5). High accuracy here with
+    low accuracy in `teacher_shapes` means the teacher knows the shapes but cannot draw them.
+    """
+    from t2v_turbo_core.models import predict_noise
+
+    rng = np.random.default_rng([seed, 0])
+    specs, truth = [], []
+    for _ in range(repeats):
+        for k, shape in enumerate(SHAPES):
+            for color in COLORS:
+                obj = sample_object(rng, action="still", shape=shape, color=color)
+                specs.append(randomize_appearance(rng, SceneSpec(str(rng.choice(SCENES)), (obj,), scene_named=False)))
+                truth.append(k)
+    video = render(specs).permute(0, 2, 1, 3, 4) * 2 - 1  # [N, 3, F, H, W] in [-1, 1]
+    z0 = teacher.vae.encode(video, sample=False)
+    candidates = torch.stack([teacher.text_encoder([f"a {s.objects[0].color} {shape}" for shape in SHAPES]) for s in specs])
+    errors = diffusion_class_errors(lambda z, t, c: predict_noise(teacher.unet, z, t, c), z0, candidates,
+                                    teacher.schedule, list(timesteps) * draws, torch.Generator().manual_seed(seed))
+    pred = errors.sum(-1).argmin(1).tolist()
+    errors = errors.unflatten(-1, (draws, len(timesteps))).mean(-2)
+    confusion = np.zeros((len(SHAPES), len(SHAPES)), dtype=int)
+    for k, p in zip(truth, pred):
+        confusion[k, p] += 1
+    per_t = (errors.argmin(1) == torch.tensor(truth)[:, None]).float().mean(0).tolist()
+    return {**above_chance([float(k == p) for k, p in zip(truth, pred)], 1 / len(SHAPES)),
+            "shapes": list(SHAPES), "confusion": confusion.tolist(), "timesteps": list(timesteps),
+            "accuracy_per_timestep": per_t}
 
 
 def real_clip_sheet(path: str | Path, n: int = 10) -> None:

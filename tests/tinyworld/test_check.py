@@ -43,3 +43,79 @@ def test_a_teacher_that_draws_only_circles_is_at_chance(monkeypatch, evaluators)
     assert conf[:, c].sum() >= 0.9 * r["videos"]  # read as circles, whatever was asked
     assert r["forced_choice_accuracy"] == pytest.approx(conf.diagonal().sum().item() / r["videos"])
     assert r["forced_choice_accuracy"] <= 0.25
+
+
+def test_above_chance_wilson_bounds_solve_the_score_equation():
+    hits = [1.0] * 7 + [0.0] * 13
+    r = C.above_chance(hits, 0.2)
+    z = 1.959964
+    for bound in r["ci95"]:  # the Wilson interval is where |phat - p| = z sqrt(p (1 - p) / n)
+        assert abs(0.35 - bound) == pytest.approx(z * (bound * (1 - bound) / 20) ** 0.5, rel=1e-6)
+    assert r["ci95"][0] < 0.35 < r["ci95"][1]
+    assert r["times_chance"] == pytest.approx(1.75)
+
+
+def test_above_chance_p_value_is_the_binomial_tail():
+    assert C.above_chance([1.0] * 5, 0.2)["p_above_chance"] == pytest.approx(0.2**5)
+    assert C.above_chance([0.0] * 5, 0.2)["p_above_chance"] == pytest.approx(1.0)
+    # P(X >= 1 | n = 3, 0.5) = 1 - 0.5^3
+    assert C.above_chance([1.0, 0.0, 0.0], 0.5)["p_above_chance"] == pytest.approx(0.875)
+
+
+class _OracleUnet:
+    """Predicts eps exactly when its conditioning is the clip's true clean latent."""
+
+    def __init__(self, schedule):
+        self.schedule = schedule
+
+    def __call__(self, z_t, t, cond):
+        alpha, sigma = self.schedule.alpha_sigma(t, z_t.ndim)
+        return (z_t - alpha * cond) / sigma
+
+
+def test_the_denoising_classifier_picks_the_conditioning_that_explains_the_latent():
+    from t2v_turbo_core.schedule import NoiseSchedule
+
+    schedule = NoiseSchedule.scaled_linear()
+    g = torch.Generator().manual_seed(0)
+    z0 = torch.randn(6, 4, 2, 3, 3, generator=g)
+    # candidate k for clip i is clip k's latent: the oracle's error is 0 only for k == i
+    candidates = z0[None].expand(6, *z0.shape)
+    errors = C.diffusion_class_errors(_OracleUnet(schedule), z0, candidates, schedule, (100, 500, 900), g)
+    assert errors.shape == (6, 6, 3)
+    assert torch.equal(errors.sum(-1).argmin(1), torch.arange(6))
+    assert errors.diagonal(dim1=0, dim2=1).abs().max() < 1e-8
+    # a denoiser that ignores its conditioning cannot tell the candidates apart
+    blind = C.diffusion_class_errors(lambda z, t, c: torch.zeros_like(z), z0, candidates, schedule, (100,), g)
+    assert torch.allclose(blind, blind[:, :1].expand_as(blind))
+
+
+def test_a_teacher_that_draws_the_ground_truth_passes_every_reading(monkeypatch, evaluators):
+    import numpy as np
+
+    from bench.tinyworld.suite import spec_for_prompt, tiny_suite
+
+    by_prompt = {e.prompt: e for e in tiny_suite(list(C.TEACHER_DIMENSIONS))}
+
+    def samples(_teacher, prompts, seed):
+        rng = np.random.default_rng(seed)
+        return render([spec_for_prompt(by_prompt[p], rng) for p in prompts])
+
+    monkeypatch.setattr(C, "_teacher_samples", samples)
+    r = C.teacher_gate(None, evaluators, videos_per_prompt=2)
+    for dim in C.TEACHER_DIMENSIONS:
+        assert r[dim]["accuracy"] >= 0.8, dim
+        assert r[dim]["p_above_chance"] < 1e-3 and r[dim]["ci95"][0] > r[dim]["chance"], dim
+        assert set(r[dim]["per_prompt"]) == {p for p, e in by_prompt.items() if e.dimensions[0] == dim}
+    assert r["object_class"]["forced_choice"]["videos"] == 2 * len(r["object_class"]["per_prompt"])
+
+
+def test_teacher_knows_shapes_runs_on_a_teacher_in_the_shipped_layout(tmp_path):
+    from bench.tinyworld.testing import make_random_zoo
+    from bench.tinyworld.zoo import load_tiny_teacher
+
+    teacher = load_tiny_teacher(make_random_zoo(tmp_path / "zoo"))
+    r = C.teacher_knows_shapes(teacher, repeats=1, timesteps=(500,), draws=2)
+    n = len(SHAPES) * len(COLORS)
+    assert r["videos"] == n and sum(map(sum, r["confusion"])) == n
+    assert len(r["accuracy_per_timestep"]) == 1 and 0.0 <= r["accuracy"] <= 1.0
