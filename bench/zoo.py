@@ -116,6 +116,7 @@ def check(
     for name, v in gates["evaluators"].items():
         if isinstance(v, (int, float)):
             table.add_row(f"evaluator {name}", f"{v:.3f}")
+
     def reading(r: dict) -> str:
         lo, hi = r["ci95"]
         return f"{r['accuracy']:.3f} [{lo:.2f}, {hi:.2f}], {r['times_chance']:.1f}x chance, p {r['p_above_chance']:.1g} ({r['videos']} videos)"
