@@ -15,7 +15,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -27,7 +27,7 @@ from torch import nn
 from bench.tinyworld import models as M
 from bench.tinyworld.render import render
 from bench.tinyworld.suite import held_out_prompts
-from bench.tinyworld.world import FRAMES, caption, training_scene
+from bench.tinyworld.world import FRAMES, SHAPES, SceneSpec, caption, training_scene
 
 DEFAULT_ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 DEFAULT_WORK_DIR = Path("runs") / "zoo-build"
@@ -338,6 +338,22 @@ GRAFT_STEPS = 3000
 GRAFT_LR = 1e-4
 GRAFT_DECAY_FROM = 1200
 GRAFT_EMA = 0.998
+# Phase 4, the contrast phase: after phase 3 the teacher's own denoising error told the shapes
+# apart about half the time (check.teacher_knows_shapes): its conditioning carried little
+# shape, and plain eps training has no term that asks it to. Here each batch also scores
+# CONTRAST_PAIRS of its clips under a negative caption (one shape swapped, or the relation
+# flipped) with the same noise, and a hinge asks the negative's object-weighted error to
+# exceed the true caption's by a margin relative to it (a two-way diffusion classifier
+# trained as one). The hinge stops pushing once the margin is met, so the wrong caption's
+# prediction is not driven arbitrarily far.
+CONTRAST_STEPS = 2000
+CONTRAST_LR = 5e-5
+CONTRAST_DECAY_FROM = 800
+CONTRAST_PAIRS = 16
+CONTRAST_MARGIN = 0.05
+CONTRAST_WEIGHT = 1.0
+RELATION_FLIP_PROB = 1 / 3
+OPPOSITE_RELATION = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 
 
 def teacher_lr(step: int) -> float:
@@ -355,16 +371,43 @@ def object_weight(area: torch.Tensor, factor: int, extra: float) -> torch.Tensor
     return 1.0 + extra * cells.reshape(b, f, 1, *cells.shape[-2:]).permute(0, 2, 1, 3, 4)
 
 
+def contrast_negative(rng: np.random.Generator, spec: SceneSpec) -> SceneSpec | None:
+    """The contrast phase's negative: the same clip with one object's shape swapped (for a
+    pair, the relation flipped instead a third of the time). None for a clip without objects."""
+    if not spec.objects:
+        return None
+    if spec.relation is not None and rng.random() < RELATION_FLIP_PROB:
+        return replace(spec, relation=OPPOSITE_RELATION[spec.relation])
+    i = int(rng.integers(len(spec.objects)))
+    o = spec.objects[i]
+    pool = [s for s in SHAPES if s not in {x.shape for x in spec.objects} and not (s == "circle" and o.action == "spinning")]
+    objs = list(spec.objects)
+    objs[i] = replace(o, shape=str(rng.choice(pool)))
+    return replace(spec, objects=tuple(objs))
+
+
+def contrast_loss(e_pos: torch.Tensor, e_neg: torch.Tensor, margin: float = CONTRAST_MARGIN) -> torch.Tensor:
+    """Hinge on per-clip denoising errors under the true (e_pos) and negative (e_neg) caption:
+    zero once e_neg >= (1 + margin) e_pos. The margin scales with e_pos (detached) because the
+    error's size varies by an order of magnitude over the timesteps. A batch without pairs
+    (every clip captionless or object-less) contributes zero, not the NaN of an empty mean."""
+    if e_pos.numel() == 0:
+        return e_pos.sum()
+    return F.relu(margin * e_pos.detach() - (e_neg - e_pos)).mean()
+
+
 def _shard_specs(ctx: Context, shard: int) -> list:
     """The scene specs behind teacher_data shard `shard` (re-drawn from its seed)."""
     rng = batch_rng(201, shard)
     return [training_scene(rng, ctx.held_out) for _ in range(SHARD)]
 
 
-def stage_teacher(ctx: Context, steps: int = TEACHER_STEPS + SHAPE_STEPS, graft_steps: int = GRAFT_STEPS) -> None:
+def stage_teacher(ctx: Context, steps: int = TEACHER_STEPS + SHAPE_STEPS, graft_steps: int = GRAFT_STEPS,
+                  contrast_steps: int = CONTRAST_STEPS) -> None:
     """Text encoder + UNet3D trained jointly with the eps objective and caption dropout;
     then the shape phase (object-weighted eps loss, warm restart); then cross-attention is
-    grafted in at 8x8 and training goes on (the graft phase, its own resumable state)."""
+    grafted in at 8x8 and training goes on (the graft phase, its own resumable state); then
+    the contrast phase (object-weighted eps loss plus a hinge against negative captions)."""
     from t2v_turbo_core.schedule import NoiseSchedule
 
     data_dir = ctx.work_dir / "teacher_data"
@@ -415,6 +458,39 @@ def stage_teacher(ctx: Context, steps: int = TEACHER_STEPS + SHAPE_STEPS, graft_
 
         return step_fn
 
+    def contrast_step_fn(step: int) -> dict[str, torch.Tensor]:
+        rng = batch_rng(501, step)
+        idx = rng.integers(0, len(captions), TEACHER_BATCH)
+        z0 = latents[torch.from_numpy(idx)].float()
+        specs = [specs_at(int(i)) for i in idx]
+        dropped = [rng.random() < CAPTION_DROPOUT for _ in idx]
+        texts = ["" if d else captions[i] for d, i in zip(dropped, idx)]
+        pairs = [k for k in range(TEACHER_BATCH) if not dropped[k] and specs[k].objects][:CONTRAST_PAIRS]
+        negatives = [caption(contrast_negative(rng, specs[k])) for k in pairs]
+        ids = tok(texts + negatives, padding="max_length", max_length=M.TEXT_CONTEXT, truncation=True,
+                  return_tensors="pt").input_ids
+        cond = text_encoder(ids).last_hidden_state
+        g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        noise = torch.randn(z0.shape, generator=g)
+        t = torch.randint(0, 1000, (TEACHER_BATCH,), generator=g)
+        z_t = schedule.add_noise(z0, noise, t)
+        # One UNet call for the batch and its negatives: same noisy latents, same t.
+        eps = unet(torch.cat([z_t, z_t[pairs]]), torch.cat([t, t[pairs]]), encoder_hidden_states=cond).sample
+        _, area = render(specs, with_object_area=True)
+        w = object_weight(area, area.shape[-1] // z0.shape[-1], SHAPE_WEIGHT)
+        w = torch.cat([w, w[pairs]])
+        se = (eps - torch.cat([noise, noise[pairs]])) ** 2
+        per_clip = (w * se).flatten(1).sum(1) / (w.expand_as(se).flatten(1).sum(1))
+        n = TEACHER_BATCH
+        plain = (w[:n] * se[:n]).sum() / (w[:n].sum() * z0.shape[1])
+        e_pos, e_neg = per_clip[pairs], per_clip[n:]
+        hinge = contrast_loss(e_pos, e_neg)
+        logs = {"loss": plain + CONTRAST_WEIGHT * hinge, "mse": se[:n].mean().detach(), "hinge": hinge.detach()}
+        if pairs:
+            gap = ((e_neg - e_pos) / e_pos).detach()
+            logs.update(gap=gap.mean(), won=(gap > 0).float().mean())
+        return logs
+
     def preview(step: int) -> None:
         # `unet` is looked up at call time: after the graft it is the grown UNet.
         if step % 1000 == 0:
@@ -437,17 +513,28 @@ def stage_teacher(ctx: Context, steps: int = TEACHER_STEPS + SHAPE_STEPS, graft_
         lr=GRAFT_LR, ckpt_every=200, ema_decay=GRAFT_EMA, on_checkpoint=lambda s: preview(steps + s),
         decay_from=GRAFT_DECAY_FROM,
     )
+    opt = torch.optim.AdamW(params, lr=CONTRAST_LR, weight_decay=0.01)
+    contrast_info = train_loop(
+        ctx, "teacher_contrast", {"text_encoder": text_encoder, "unet": unet}, opt, contrast_step_fn, contrast_steps,
+        lr=CONTRAST_LR, ckpt_every=200, ema_decay=GRAFT_EMA, on_checkpoint=lambda s: preview(steps + graft_steps + s),
+        decay_from=CONTRAST_DECAY_FROM,
+    )
     export(
         ctx, "teacher", {"text_encoder.safetensors": text_encoder, "teacher_unet.safetensors": unet},
-        {"steps": info["steps"] + graft_info["steps"], "seconds": round(info["seconds"] + graft_info["seconds"], 1),
-         "final": graft_info["final"],
+        {"steps": info["steps"] + graft_info["steps"] + contrast_info["steps"],
+         "seconds": round(info["seconds"] + graft_info["seconds"] + contrast_info["seconds"], 1),
+         "final": contrast_info["final"],
          "config": {"unet": M.teacher_unet_config(), "caption_dropout": CAPTION_DROPOUT, "batch": TEACHER_BATCH,
                     "phases": {"plain": {"steps": TEACHER_STEPS, "lr": TEACHER_LR, "decay_from": TEACHER_DECAY_FROM},
                                "shape": {"steps": SHAPE_STEPS, "lr": SHAPE_LR, "object_weight": 1 + SHAPE_WEIGHT},
                                "graft": {"steps": graft_steps, "lr": GRAFT_LR, "decay_from": GRAFT_DECAY_FROM,
                                          "ema": GRAFT_EMA, "object_weight": 1 + SHAPE_WEIGHT,
                                          "seconds": graft_info["seconds"],
-                                         "unet_before": M.teacher_unet_config(cross_attention_at_8x8=False)}}}},
+                                         "unet_before": M.teacher_unet_config(cross_attention_at_8x8=False)},
+                               "contrast": {"steps": contrast_steps, "lr": CONTRAST_LR, "decay_from": CONTRAST_DECAY_FROM,
+                                            "ema": GRAFT_EMA, "pairs": CONTRAST_PAIRS, "margin": CONTRAST_MARGIN,
+                                            "weight": CONTRAST_WEIGHT, "relation_flip": RELATION_FLIP_PROB,
+                                            "seconds": contrast_info["seconds"]}}}},
     )
 
 

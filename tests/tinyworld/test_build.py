@@ -85,6 +85,50 @@ def test_object_weight_follows_the_area_in_the_latent_layout():
     assert (w == 1.0).sum() == w.numel() - 2
 
 
+def test_contrast_negative_changes_one_shape_or_flips_the_relation():
+    import numpy as np
+
+    from bench.tinyworld.build import OPPOSITE_RELATION, contrast_negative
+    from bench.tinyworld.world import SceneSpec, caption, sample_scene
+
+    rng = np.random.default_rng(0)
+    assert contrast_negative(rng, SceneSpec("forest")) is None
+    flips = swaps = 0
+    for _ in range(300):
+        spec = sample_scene(rng)
+        neg = contrast_negative(rng, spec)
+        if not spec.objects:
+            assert neg is None
+            continue
+        assert caption(neg) != caption(spec)
+        changed = [(a.shape, b.shape) for a, b in zip(spec.objects, neg.objects) if a != b]
+        if neg.relation != spec.relation:
+            flips += 1
+            assert neg.relation == OPPOSITE_RELATION[spec.relation] and not changed
+        else:
+            swaps += 1
+            assert len(changed) == 1 and changed[0][0] != changed[0][1]
+            # Never a negative that names the same shape twice, or a spinning circle.
+            assert len({o.shape for o in neg.objects}) == len(neg.objects)
+            assert not any(o.shape == "circle" and o.action == "spinning" for o in neg.objects)
+    assert flips > 10 and swaps > 100
+
+
+def test_contrast_loss_is_a_hinge_relative_to_the_true_captions_error():
+    from bench.tinyworld.build import contrast_loss
+
+    e_pos = torch.tensor([1.0, 0.1, 0.1], requires_grad=True)
+    e_neg = torch.tensor([1.0, 0.2, 0.1], requires_grad=True)
+    loss = contrast_loss(e_pos, e_neg, margin=0.05)
+    # Clip 0 ties (0.05 short of its margin), clip 1 is past it, clip 2 ties at a tenth the scale.
+    assert loss.item() == pytest.approx((0.05 + 0.0 + 0.005) / 3)
+    loss.backward()
+    assert e_pos.grad.tolist() == pytest.approx([1 / 3, 0.0, 1 / 3])  # the margin is detached
+    assert e_neg.grad.tolist() == pytest.approx([-1 / 3, 0.0, -1 / 3])
+    # A batch with no pairs adds nothing (an empty mean would be NaN and stop the build).
+    assert contrast_loss(torch.zeros(0), torch.zeros(0)).item() == 0.0
+
+
 def test_graft_adds_8x8_cross_attention_without_changing_the_teacher():
     import torch
 
@@ -131,8 +175,8 @@ def _teacher_data(ctx, captions=None):
 
 
 def test_teacher_stage_runs_every_phase_and_exports_the_grafted_unet(tmp_path):
-    """Two plain steps, then the graft and two object-weighted steps: the shipped layout
-    (grown UNet, all three phases in zoo.json) comes out and loads as the teacher."""
+    """Two plain steps, then the graft and two object-weighted steps, then two contrast steps:
+    the shipped layout (grown UNet, all four phases in zoo.json) comes out and loads."""
     from bench.tinyworld import models as M
     from bench.tinyworld.build import read_manifest, stage_teacher
     from bench.tinyworld.testing import make_random_zoo
@@ -141,11 +185,13 @@ def test_teacher_stage_runs_every_phase_and_exports_the_grafted_unet(tmp_path):
     zoo = make_random_zoo(tmp_path / "zoo")
     ctx = Context(zoo_dir=zoo, work_dir=tmp_path / "work", log=lambda _m: None)
     _teacher_data(ctx)
-    stage_teacher(ctx, steps=2, graft_steps=2)
+    stage_teacher(ctx, steps=2, graft_steps=2, contrast_steps=2)
     entry = read_manifest(zoo)["stages"]["teacher"]
-    assert entry["steps"] == 4 and set(entry["config"]["phases"]) == {"plain", "shape", "graft"}
+    assert entry["steps"] == 6 and set(entry["config"]["phases"]) == {"plain", "shape", "graft", "contrast"}
+    assert set(entry["final"]) >= {"hinge", "gap", "won"}
     assert entry["config"]["unet"]["down_block_types"][0] == "CrossAttnDownBlock3D"
     assert torch.load(ctx.work_dir / "teacher_graft" / "state.pt", weights_only=True)["step"] == 2
+    assert torch.load(ctx.work_dir / "teacher_contrast" / "state.pt", weights_only=True)["step"] == 2
     teacher = load_tiny_teacher(zoo)
     # The grafted blocks were trained (no longer the zero init) and were exported.
     assert teacher.unet.down_blocks[0].attentions[0].proj_out.weight.abs().sum() > 0
