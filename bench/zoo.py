@@ -68,7 +68,7 @@ def check(
     VAE reconstruction error on held-out clips; reward models' caption retrieval; the
     evaluators' accuracy on held-out clean renders; 50-step CFG teacher samples on held-out
     prompts judged by the evaluators against chance, with 95% intervals and binomial p-values
-    (and a contact sheet to look at); the shapes the teacher draws when asked for each one,
+    (and a contact sheet to look at; relation is also read with the objects found by colour); the shapes the teacher draws when asked for each one,
     and the teacher's own denoising error used as a shape classifier (what it knows).
     """
     import json
@@ -125,6 +125,10 @@ def check(
         r = gates["teacher"][dim]
         table.add_row(f"teacher 50-step CFG: {dim} (chance {r['chance']:.3f})", reading(r))
     table.add_row("teacher 50-step CFG: object_class, forced choice", reading(gates["teacher"]["object_class"]["forced_choice"]))
+    rel = gates["teacher"]["spatial_relationship"]
+    table.add_row("teacher 50-step CFG: spatial_relationship, named shapes' positions, detected or not",
+                  reading(rel["positions_only"]))
+    table.add_row("teacher 50-step CFG: spatial_relationship, objects found by colour", reading(rel["by_colour"]))
     sh = gates["teacher_shapes"]
     table.add_row("teacher 50-step CFG: shape asked for vs drawn, forced choice", reading(sh["forced_choice"]))
     table.add_row("teacher's denoising error as a shape classifier (knows vs draws)", reading(gates["teacher_knows_shapes"]))

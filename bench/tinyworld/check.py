@@ -6,7 +6,8 @@
 * Evaluators: accuracy on held-out clean renders (`gates.evaluator_accuracy`).
 * Teacher: 50-step DDIM + CFG samples on the benchmark's held-out prompts, checked by the
   evaluators (which never saw the teacher) against chance, for colour, class, motion and
-  relation; a larger reading of shape alone (`teacher_shapes`: 120 videos, confusion
+  relation (relation read twice: from the named shapes, as VBench does, and from the objects
+  found by their named colours, which is placement alone); a larger reading of shape alone (`teacher_shapes`: 120 videos, confusion
   matrix); what the teacher *knows* of shape apart from what it draws (`teacher_knows_shapes`:
   its own denoising error used as a classifier); and a contact sheet of samples to look at.
 Every teacher reading carries a 95% Wilson interval and the exact one-sided binomial p-value
@@ -132,13 +133,36 @@ def _relation(dx: float, dy: float) -> str:
     return ("left of" if dx < 0 else "right of") if abs(dx) > abs(dy) else ("above" if dy < 0 else "below")
 
 
+def _placement_by_colour(probe_out, colors: tuple[str, str]) -> str | None:
+    """The relation of the object coloured colors[0] to the one coloured colors[1], whatever
+    shapes were drawn: the two shapes the probe sees most (both detected) are told apart by
+    their colour, and the relation read from their positions. None when fewer than two objects
+    are seen, so a teacher that draws one object of the pair, or both as one shape (one probe
+    slot), scores a miss. Stricter than the VBench-style reading, which reads the named shapes'
+    positions whether or not they were detected."""
+    seen = torch.sigmoid(probe_out["presence"]).mean(0)
+    top = seen.topk(2).indices.tolist()
+    if seen[top[1]] <= 0.5:
+        return None
+    p = probe_out["color"].softmax(-1).mean(0)  # [shape, colour]
+    a, b = (COLORS.index(c) for c in colors)
+    s1, s2 = top if p[top[0], a] + p[top[1], b] >= p[top[1], a] + p[top[0], b] else top[::-1]
+    pos = probe_out["position"].mean(0)
+    return _relation(*(pos[s1] - pos[s2]).tolist())
+
+
 @torch.no_grad()
 def teacher_gate(teacher, evaluators: dict, videos_per_prompt: int = 8, seed: int = 903, sheet: str | Path | None = None) -> dict:
     """Do 50-step CFG samples follow held-out prompts? Judged by the evaluators vs chance.
 
     Each dimension reports `above_chance` (accuracy, Wilson interval, binomial p) and the
-    accuracy per prompt. Spatial relation is read as VBench reads it, from the positions of the
-    two *named shapes*, so a shape drawn wrong can fail the relation too.
+    accuracy per prompt. Spatial relation is read as VBench reads it: both *named shapes*
+    detected and their positions in the asked relation, so a shape drawn wrong fails the
+    relation too. Two more readings of the same videos: `positions_only`, the named shapes'
+    positions whether or not they were detected (the probe's position head then follows the
+    nearest look-alike; this gate's reading before 2026-11-22), and `by_colour`, the two
+    objects found by their named colours, which separates placement from the class reading
+    (the prompts name two different colours) but needs two objects drawn.
     """
     dims = TEACHER_DIMENSIONS
     entries = tiny_suite(list(dims))
@@ -148,6 +172,10 @@ def teacher_gate(teacher, evaluators: dict, videos_per_prompt: int = 8, seed: in
     hits: dict[str, list[float]] = {d: [] for d in dims}
     per_prompt: dict[str, dict[str, list[float]]] = {d: {} for d in dims}
     forced: list[float] = []
+    by_colour: list[float] = []
+    positions_only: list[float] = []
+    two_seen: list[float] = []
+    by_colour_prompt: dict[str, list[float]] = {}
     for k, prompt in enumerate(prompts):
         e = entries[k // videos_per_prompt]
         aux = e.auxiliary_info
@@ -168,7 +196,16 @@ def teacher_gate(teacher, evaluators: dict, videos_per_prompt: int = 8, seed: in
         else:  # spatial_relationship
             pos = po["position"].mean(0)
             a, b = (SHAPES.index(o["shape"]) for o in aux["objects"])
-            hit = float(_relation(*(pos[a] - pos[b]).tolist()) == aux["relation"])
+            placed_named = _relation(*(pos[a] - pos[b]).tolist()) == aux["relation"]
+            positions_only.append(float(placed_named))
+            # VBench scores 0 unless both named objects are detected (so does score_tiny).
+            both = all(_detected(po, o["shape"]) for o in aux["objects"])
+            hit = float(both and placed_named)
+            placement = _placement_by_colour(po, tuple(o["color"] for o in aux["objects"]))
+            placed = float(placement == aux["relation"])
+            two_seen.append(float(placement is not None))
+            by_colour.append(placed)
+            by_colour_prompt.setdefault(prompt, []).append(placed)
         hits[dim].append(hit)
         per_prompt[dim].setdefault(prompt, []).append(hit)
     chance = {"color": 1 / len(COLORS), "object_class": 1 / len(SHAPES), "human_action": 1 / len(ACTIONS), "spatial_relationship": 1 / len(RELATIONS)}
@@ -177,6 +214,12 @@ def teacher_gate(teacher, evaluators: dict, videos_per_prompt: int = 8, seed: in
         result[d] = above_chance(v, chance[d])
         result[d]["per_prompt"] = {p: float(np.mean(h)) for p, h in per_prompt[d].items()}
     result["object_class"]["forced_choice"] = above_chance(forced, chance["object_class"])
+    result["spatial_relationship"]["positions_only"] = above_chance(positions_only, chance["spatial_relationship"])
+    result["spatial_relationship"]["by_colour"] = above_chance(by_colour, chance["spatial_relationship"])
+    result["spatial_relationship"]["by_colour"]["per_prompt"] = {p: float(np.mean(h)) for p, h in by_colour_prompt.items()}
+    # How often two objects were seen at all: a teacher that draws one object of a pair fails
+    # this reading whatever it places.
+    result["spatial_relationship"]["by_colour"]["two_objects_seen"] = float(np.mean(two_seen)) if two_seen else float("nan")
     result["videos_per_prompt"] = videos_per_prompt
     result["seed"] = seed
     if sheet is not None:

@@ -1,5 +1,7 @@
 """`bench zoo check`'s teacher readings: the shape confusion counts what the probe sees."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -108,6 +110,42 @@ def test_a_teacher_that_draws_the_ground_truth_passes_every_reading(monkeypatch,
         assert r[dim]["p_above_chance"] < 1e-3 and r[dim]["ci95"][0] > r[dim]["chance"], dim
         assert set(r[dim]["per_prompt"]) == {p for p, e in by_prompt.items() if e.dimensions[0] == dim}
     assert r["object_class"]["forced_choice"]["videos"] == 2 * len(r["object_class"]["per_prompt"])
+    assert r["spatial_relationship"]["by_colour"]["accuracy"] >= 0.8
+    assert r["spatial_relationship"]["by_colour"]["two_objects_seen"] >= 0.9
+    assert r["spatial_relationship"]["positions_only"]["accuracy"] >= 0.8
+
+
+def test_relation_by_colour_reads_placement_when_the_shapes_are_wrong(monkeypatch, evaluators):
+    """Each pair drawn in its asked colours and places but with two other shapes: the VBench
+    reading (named shapes, detected) fails every video, the by-colour reading sees the
+    placement; drawing both objects as one shape leaves the by-colour reading nothing to
+    tell apart."""
+    import numpy as np
+
+    from bench.tinyworld.suite import spec_for_prompt, tiny_suite
+
+    by_prompt = {e.prompt: e for e in tiny_suite(["spatial_relationship"])}
+
+    def sampler(shapes_for):
+        def samples(_teacher, prompts, seed):
+            rng = np.random.default_rng(seed)
+            specs = []
+            for p in prompts:
+                spec = spec_for_prompt(by_prompt[p], rng)
+                new = shapes_for({o.shape for o in spec.objects})
+                objs = tuple(replace(o, shape=sh, angle=0.0) for o, sh in zip(spec.objects, new))
+                specs.append(replace(spec, objects=objs))
+            return render(specs)
+
+        return samples
+
+    monkeypatch.setattr(C, "tiny_suite", lambda dims: list(by_prompt.values()))
+    monkeypatch.setattr(C, "_teacher_samples", sampler(lambda asked: [s for s in SHAPES if s not in asked][:2]))
+    r = C.teacher_gate(None, evaluators, videos_per_prompt=2)["spatial_relationship"]
+    assert r["accuracy"] == 0.0 and r["by_colour"]["accuracy"] >= 0.8
+    monkeypatch.setattr(C, "_teacher_samples", sampler(lambda asked: ["circle", "circle"]))
+    r = C.teacher_gate(None, evaluators, videos_per_prompt=2)["spatial_relationship"]
+    assert r["by_colour"]["accuracy"] <= 0.5 and r["by_colour"]["two_objects_seen"] <= 0.5
 
 
 def test_teacher_knows_shapes_runs_on_a_teacher_in_the_shipped_layout(tmp_path):
