@@ -68,8 +68,9 @@ def check(
     VAE reconstruction error on held-out clips; reward models' caption retrieval; the
     evaluators' accuracy on held-out clean renders; 50-step CFG teacher samples on held-out
     prompts judged by the evaluators against chance, with 95% intervals and binomial p-values
-    (and a contact sheet to look at; relation is also read with the objects found by colour); the shapes the teacher draws when asked for each one,
-    and the teacher's own denoising error used as a shape classifier (what it knows).
+    (and a contact sheet to look at; relation is also read from the named shapes' positions
+    alone and with the objects found by colour); the shapes the teacher draws when asked for
+    each one, and the teacher's own denoising error used as a shape classifier (what it knows).
     """
     import json
     import time

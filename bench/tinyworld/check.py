@@ -6,9 +6,9 @@
 * Evaluators: accuracy on held-out clean renders (`gates.evaluator_accuracy`).
 * Teacher: 50-step DDIM + CFG samples on the benchmark's held-out prompts, checked by the
   evaluators (which never saw the teacher) against chance, for colour, class, motion and
-  relation (relation read twice: from the named shapes, as VBench does, and from the objects
-  found by their named colours, which is placement alone); a larger reading of shape alone (`teacher_shapes`: 120 videos, confusion
-  matrix); what the teacher *knows* of shape apart from what it draws (`teacher_knows_shapes`:
+  relation (relation read as VBench reads it, both named shapes detected, and twice more on
+  the same videos: named shapes' positions alone, and the objects found by their colours);
+  a larger reading of shape alone (`teacher_shapes`: 120 videos, confusion matrix); what the teacher *knows* of shape apart from what it draws (`teacher_knows_shapes`:
   its own denoising error used as a classifier); and a contact sheet of samples to look at.
 Every teacher reading carries a 95% Wilson interval and the exact one-sided binomial p-value
 against chance (`above_chance`).
@@ -135,14 +135,12 @@ def _relation(dx: float, dy: float) -> str:
 
 def _placement_by_colour(probe_out, colors: tuple[str, str]) -> str | None:
     """The relation of the object coloured colors[0] to the one coloured colors[1], whatever
-    shapes were drawn: the two shapes the probe sees most (both detected) are told apart by
+    shapes were drawn: the two shapes the probe sees most (both `_detected`) are told apart by
     their colour, and the relation read from their positions. None when fewer than two objects
     are seen, so a teacher that draws one object of the pair, or both as one shape (one probe
-    slot), scores a miss. Stricter than the VBench-style reading, which reads the named shapes'
-    positions whether or not they were detected."""
-    seen = torch.sigmoid(probe_out["presence"]).mean(0)
-    top = seen.topk(2).indices.tolist()
-    if seen[top[1]] <= 0.5:
+    slot), scores a miss."""
+    top = torch.sigmoid(probe_out["presence"]).mean(0).topk(2).indices.tolist()
+    if not all(_detected(probe_out, SHAPES[i]) for i in top):
         return None
     p = probe_out["color"].softmax(-1).mean(0)  # [shape, colour]
     a, b = (COLORS.index(c) for c in colors)
