@@ -69,8 +69,9 @@ def check(
     evaluators' accuracy on held-out clean renders; 50-step CFG teacher samples on held-out
     prompts judged by the evaluators against chance, with 95% intervals and binomial p-values
     (and a contact sheet to look at; relation is also read from the named shapes' positions
-    alone and with the objects found by colour); the shapes the teacher draws when asked for
-    each one, and the teacher's own denoising error used as a shape classifier (what it knows).
+    alone, split into axis and direction, and with the objects found by colour); the shapes
+    the teacher draws when asked for each one; and the teacher's own denoising error used as a
+    shape classifier and as a relation classifier (what it knows).
     """
     import json
     import time
@@ -102,6 +103,7 @@ def check(
         "teacher": C.teacher_gate(teacher, evaluators, sheet=sheets / "tiny-teacher-samples.png"),
         "teacher_shapes": C.teacher_shapes(teacher, evaluators),
         "teacher_knows_shapes": C.teacher_knows_shapes(teacher),
+        "teacher_knows_relations": C.teacher_knows_relations(teacher),
     }
     C.real_clip_sheet(sheets / "tiny-world-renders.png")
     gates["seconds"] = round(time.time() - t0, 1)
@@ -127,12 +129,23 @@ def check(
         table.add_row(f"teacher 50-step CFG: {dim} (chance {r['chance']:.3f})", reading(r))
     table.add_row("teacher 50-step CFG: object_class, forced choice", reading(gates["teacher"]["object_class"]["forced_choice"]))
     rel = gates["teacher"]["spatial_relationship"]
+    table.add_row("teacher 50-step CFG: spatial_relationship, VBench's rule (both detected, axis only; chance 0.5)",
+                  reading(rel["vbench_rule"]))
     table.add_row("teacher 50-step CFG: spatial_relationship, named shapes' positions, detected or not",
                   reading(rel["positions_only"]))
+    table.add_row("  the same split: axis (chance 0.5)", reading(rel["positions_only"]["axis"]))
+    table.add_row("  the same split: direction, where the axis is right (chance 0.5)",
+                  reading(rel["positions_only"]["direction_given_axis"]))
     table.add_row("teacher 50-step CFG: spatial_relationship, objects found by colour", reading(rel["by_colour"]))
     sh = gates["teacher_shapes"]
     table.add_row("teacher 50-step CFG: shape asked for vs drawn, forced choice", reading(sh["forced_choice"]))
     table.add_row("teacher's denoising error as a shape classifier (knows vs draws)", reading(gates["teacher_knows_shapes"]))
+    kr = gates["teacher_knows_relations"]
+    table.add_row("teacher's denoising error as a relation classifier", reading(kr))
+    table.add_row("  split: axis / direction where the axis is right (chance 0.5 each)",
+                  f"{kr['axis']['accuracy']:.3f} / {kr['direction_given_axis']['accuracy']:.3f}")
+    table.add_row("  its error: opposite relation / one object left out, vs the true caption",
+                  f"{kr['relation_gap']:+.1%} / {kr['drop_one_gap']:+.1%}")
     console.print(table)
 
 

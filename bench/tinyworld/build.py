@@ -27,7 +27,7 @@ from torch import nn
 from bench.tinyworld import models as M
 from bench.tinyworld.render import render
 from bench.tinyworld.suite import held_out_prompts
-from bench.tinyworld.world import FRAMES, SHAPES, SceneSpec, caption, training_scene
+from bench.tinyworld.world import FRAMES, OPPOSITE_RELATION, SHAPES, SceneSpec, caption, training_scene
 
 DEFAULT_ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 DEFAULT_WORK_DIR = Path("runs") / "zoo-build"
@@ -353,7 +353,6 @@ CONTRAST_PAIRS = 16
 CONTRAST_MARGIN = 0.05
 CONTRAST_WEIGHT = 1.0
 RELATION_FLIP_PROB = 1 / 3
-OPPOSITE_RELATION = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 
 
 def teacher_lr(step: int) -> float:

@@ -6,10 +6,13 @@
 * Evaluators: accuracy on held-out clean renders (`gates.evaluator_accuracy`).
 * Teacher: 50-step DDIM + CFG samples on the benchmark's held-out prompts, checked by the
   evaluators (which never saw the teacher) against chance, for colour, class, motion and
-  relation (relation read as VBench reads it, both named shapes detected, and twice more on
-  the same videos: named shapes' positions alone, and the objects found by their colours);
+  relation (relation read with both named shapes detected, as VBench requires, in the asked
+  direction as score_tiny reads it and on the asked axis as VBench's rule does; and on the same
+  videos from the named shapes' positions alone, split into axis and direction, and from the
+  objects found by their colours);
   a larger reading of shape alone (`teacher_shapes`: 120 videos, confusion matrix); what the teacher *knows* of shape apart from what it draws (`teacher_knows_shapes`:
-  its own denoising error used as a classifier); and a contact sheet of samples to look at.
+  its own denoising error used as a classifier), and of placement (`teacher_knows_relations`: the
+  same for the relation of a pair); and a contact sheet of samples to look at.
 Every teacher reading carries a 95% Wilson interval and the exact one-sided binomial p-value
 against chance (`above_chance`).
 All clips come from numpy seeds [900+, i], disjoint from every training stream.
@@ -26,8 +29,8 @@ import torch
 
 from bench.tinyworld.render import contact_sheet, render
 from bench.tinyworld.suite import held_out_prompts, spec_for_prompt, tiny_suite
-from bench.tinyworld.world import (ACTIONS, COLORS, FRAMES, RELATIONS, SCENES, SHAPES, SceneSpec, caption, perturb_spec,
-                                   randomize_appearance, sample_object, training_scene)
+from bench.tinyworld.world import (ACTIONS, COLORS, FRAMES, OPPOSITE_RELATION, RELATION_AXIS, RELATIONS, SCENES, SHAPES, SceneSpec, caption,
+                                   perturb_spec, randomize_appearance, sample_object, sample_pair, training_scene)
 
 
 def _heldout_clips(seed: int, n: int):
@@ -154,13 +157,16 @@ def teacher_gate(teacher, evaluators: dict, videos_per_prompt: int = 8, seed: in
     """Do 50-step CFG samples follow held-out prompts? Judged by the evaluators vs chance.
 
     Each dimension reports `above_chance` (accuracy, Wilson interval, binomial p) and the
-    accuracy per prompt. Spatial relation is read as VBench reads it: both *named shapes*
-    detected and their positions in the asked relation, so a shape drawn wrong fails the
-    relation too. Two more readings of the same videos: `positions_only`, the named shapes'
-    positions whether or not they were detected (the probe's position head then follows the
-    nearest look-alike; this gate's reading before 2026-11-22), and `by_colour`, the two
-    objects found by their named colours, which separates placement from the class reading
-    (the prompts name two different colours) but needs two objects drawn.
+    accuracy per prompt. Spatial relation is read as `score_tiny` reads it: both *named shapes*
+    detected, as VBench requires, and their positions in the asked relation, axis and
+    direction, so a shape drawn wrong fails the relation too. More readings of the same
+    videos: `vbench_rule`, VBench's own rule (both detected, then only the axis: its
+    `get_position_score` scores "left of" and "right of" alike; chance 1/2); `positions_only`,
+    the named shapes' positions whether or not they were detected (the probe's position head
+    then follows the nearest look-alike; this gate's reading before 2026-11-22), split into
+    axis and direction; and `by_colour`, the two objects found by their named colours, which
+    separates placement from the class reading (the prompts name two different colours) but
+    needs two objects drawn.
     """
     dims = TEACHER_DIMENSIONS
     entries = tiny_suite(list(dims))
@@ -172,6 +178,8 @@ def teacher_gate(teacher, evaluators: dict, videos_per_prompt: int = 8, seed: in
     forced: list[float] = []
     by_colour: list[float] = []
     positions_only: list[float] = []
+    positions_axis: list[float] = []
+    vbench_rule: list[float] = []
     two_seen: list[float] = []
     by_colour_prompt: dict[str, list[float]] = {}
     for k, prompt in enumerate(prompts):
@@ -194,11 +202,16 @@ def teacher_gate(teacher, evaluators: dict, videos_per_prompt: int = 8, seed: in
         else:  # spatial_relationship
             pos = po["position"].mean(0)
             a, b = (SHAPES.index(o["shape"]) for o in aux["objects"])
-            placed_named = _relation(*(pos[a] - pos[b]).tolist()) == aux["relation"]
+            named_relation = _relation(*(pos[a] - pos[b]).tolist())
+            placed_named = named_relation == aux["relation"]
             positions_only.append(float(placed_named))
-            # VBench scores 0 unless both named objects are detected (so does score_tiny).
+            axis_named = RELATION_AXIS[named_relation] == RELATION_AXIS[aux["relation"]]
+            positions_axis.append(float(axis_named))
+            # VBench scores 0 unless both named objects are detected (so does score_tiny); its
+            # rule then checks only the axis, this gate (and score_tiny) the direction too.
             both = all(_detected(po, o["shape"]) for o in aux["objects"])
             hit = float(both and placed_named)
+            vbench_rule.append(float(both and axis_named))
             placement = _placement_by_colour(po, tuple(o["color"] for o in aux["objects"]))
             placed = float(placement == aux["relation"])
             two_seen.append(float(placement is not None))
@@ -212,7 +225,12 @@ def teacher_gate(teacher, evaluators: dict, videos_per_prompt: int = 8, seed: in
         result[d] = above_chance(v, chance[d])
         result[d]["per_prompt"] = {p: float(np.mean(h)) for p, h in per_prompt[d].items()}
     result["object_class"]["forced_choice"] = above_chance(forced, chance["object_class"])
+    result["spatial_relationship"]["vbench_rule"] = above_chance(vbench_rule, 0.5)
     result["spatial_relationship"]["positions_only"] = above_chance(positions_only, chance["spatial_relationship"])
+    # The same reading split into axis (chance 1/2) and, where the axis is right, direction (1/2).
+    result["spatial_relationship"]["positions_only"]["axis"] = above_chance(positions_axis, 0.5)
+    result["spatial_relationship"]["positions_only"]["direction_given_axis"] = above_chance(
+        [p for p, ax in zip(positions_only, positions_axis) if ax], 0.5)
     result["spatial_relationship"]["by_colour"] = above_chance(by_colour, chance["spatial_relationship"])
     result["spatial_relationship"]["by_colour"]["per_prompt"] = {p: float(np.mean(h)) for p, h in by_colour_prompt.items()}
     # How often two objects were seen at all: a teacher that draws one object of a pair fails
@@ -319,6 +337,58 @@ def teacher_knows_shapes(teacher, repeats: int = 2, seed: int = 906, timesteps: 
     return {**above_chance([float(k == p) for k, p in zip(truth, pred)], 1 / len(SHAPES)),
             "shapes": list(SHAPES), "confusion": confusion.tolist(), "timesteps": list(timesteps),
             "accuracy_per_timestep": per_t}
+
+
+@torch.no_grad()
+def teacher_knows_relations(teacher, repeats: int = 12, seed: int = 907, timesteps: Sequence[int] = KNOWS_TIMESTEPS,
+                            draws: int = 2) -> dict:
+    """Does the teacher's conditioning carry placement? `teacher_knows_shapes` for pairs.
+
+    Held-out renders of two still objects in each relation (`repeats` each, shapes and colours
+    drawn at random) are encoded and noised; the teacher predicts the noise under the four
+    captions that differ only in the relation, and the one with the lowest error summed over
+    `timesteps` x `draws` is its answer (chance 1/4). For contrast, the same clips under the two
+    captions that name one object of the pair and leave the other out: `drop_one_gap` is how
+    much larger (relative) their error is than the true caption's, `relation_gap` the same for
+    the opposite relation. A teacher whose conditioning asks for both objects but not for where
+    they go shows a large drop_one_gap, a small relation_gap and chance accuracy. The answer is
+    also split into its axis (side by side or one over the other; chance 1/2) and, where that
+    is right, its direction (which object goes first; chance 1/2).
+    """
+    from dataclasses import replace
+
+    from t2v_turbo_core.models import predict_noise
+
+    rng = np.random.default_rng([seed, 0])
+    specs = []
+    for _ in range(repeats):
+        for rel in RELATIONS:
+            pair = sample_pair(rng, rel)
+            specs.append(randomize_appearance(rng, SceneSpec(str(rng.choice(SCENES)), pair, relation=rel, scene_named=False)))
+    video = render(specs).permute(0, 2, 1, 3, 4) * 2 - 1
+    z0 = teacher.vae.encode(video, sample=False)
+    captions = [[caption(replace(s, relation=r)) for r in RELATIONS]
+                + [caption(replace(s, objects=(o,), relation=None)) for o in s.objects] for s in specs]
+    candidates = torch.stack([teacher.text_encoder(c) for c in captions])
+    errors = diffusion_class_errors(lambda z, t, c: predict_noise(teacher.unet, z, t, c), z0, candidates,
+                                    teacher.schedule, list(timesteps) * draws, torch.Generator().manual_seed(seed))
+    total = errors.sum(-1)  # [N, 4 relations + 2 single objects]
+    truth = torch.tensor([RELATIONS.index(s.relation) for s in specs])
+    pred = total[:, : len(RELATIONS)].argmin(1)
+    confusion = np.zeros((len(RELATIONS), len(RELATIONS)), dtype=int)
+    for k, p in zip(truth.tolist(), pred.tolist()):
+        confusion[k, p] += 1
+    e_true = total.gather(1, truth[:, None])[:, 0]
+    opposite = torch.tensor([RELATIONS.index(OPPOSITE_RELATION[s.relation]) for s in specs])
+    relation_gap = (total.gather(1, opposite[:, None])[:, 0] - e_true) / e_true
+    drop_one_gap = (total[:, len(RELATIONS):].mean(1) - e_true) / e_true
+    axis = [RELATION_AXIS[RELATIONS[k]] == RELATION_AXIS[RELATIONS[p]] for k, p in zip(truth.tolist(), pred.tolist())]
+    direction = [float(k == p) for k, p, ax in zip(truth.tolist(), pred.tolist(), axis) if ax]
+    return {**above_chance((pred == truth).float().tolist(), 1 / len(RELATIONS)),
+            "axis": above_chance([float(a) for a in axis], 0.5), "direction_given_axis": above_chance(direction, 0.5),
+            "relations": list(RELATIONS), "confusion": confusion.tolist(), "timesteps": list(timesteps),
+            "relation_gap": float(relation_gap.mean()), "drop_one_gap": float(drop_one_gap.mean()),
+            "drop_one_true_wins": float((drop_one_gap > 0).float().mean())}
 
 
 def real_clip_sheet(path: str | Path, n: int = 10) -> None:

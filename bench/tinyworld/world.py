@@ -52,6 +52,10 @@ CAMERA_PHRASES = {
 }
 RELATIONS = ("left of", "right of", "above", "below")
 RELATION_PHRASES = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below"}
+OPPOSITE_RELATION = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+# A relation is an axis (which way the two objects are laid out) and a direction along it (which
+# object goes first): a teacher can get the first right and the second at chance.
+RELATION_AXIS = {"left of": "horizontal", "right of": "horizontal", "above": "vertical", "below": "vertical"}
 
 
 @dataclass(frozen=True)

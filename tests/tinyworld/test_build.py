@@ -88,8 +88,8 @@ def test_object_weight_follows_the_area_in_the_latent_layout():
 def test_contrast_negative_changes_one_shape_or_flips_the_relation():
     import numpy as np
 
-    from bench.tinyworld.build import OPPOSITE_RELATION, contrast_negative
-    from bench.tinyworld.world import SceneSpec, caption, sample_scene
+    from bench.tinyworld.build import contrast_negative
+    from bench.tinyworld.world import OPPOSITE_RELATION, SceneSpec, caption, sample_scene
 
     rng = np.random.default_rng(0)
     assert contrast_negative(rng, SceneSpec("forest")) is None

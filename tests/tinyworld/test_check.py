@@ -1,5 +1,6 @@
 """`bench zoo check`'s teacher readings: the shape confusion counts what the probe sees."""
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -113,6 +114,36 @@ def test_a_teacher_that_draws_the_ground_truth_passes_every_reading(monkeypatch,
     assert r["spatial_relationship"]["by_colour"]["accuracy"] >= 0.8
     assert r["spatial_relationship"]["by_colour"]["two_objects_seen"] >= 0.9
     assert r["spatial_relationship"]["positions_only"]["accuracy"] >= 0.8
+    assert r["spatial_relationship"]["positions_only"]["axis"]["accuracy"] >= 0.8
+    assert r["spatial_relationship"]["vbench_rule"]["accuracy"] >= 0.8
+    assert r["spatial_relationship"]["positions_only"]["direction_given_axis"]["accuracy"] >= 0.8
+
+
+def test_a_teacher_that_mirrors_every_pair_has_the_axis_right_and_the_direction_wrong(monkeypatch, evaluators):
+    import numpy as np
+
+    from bench.tinyworld.suite import spec_for_prompt, tiny_suite
+
+    by_prompt = {e.prompt: e for e in tiny_suite(["spatial_relationship"])}
+
+    def samples(_teacher, prompts, seed):
+        rng = np.random.default_rng(seed)
+        specs = []
+        for p in prompts:
+            spec = spec_for_prompt(by_prompt[p], rng)
+            a, b = spec.objects
+            specs.append(replace(spec, objects=(replace(a, x=b.x, y=b.y), replace(b, x=a.x, y=a.y))))
+        return render(specs)
+
+    monkeypatch.setattr(C, "tiny_suite", lambda dims: list(by_prompt.values()))
+    monkeypatch.setattr(C, "_teacher_samples", samples)
+    r = C.teacher_gate(None, evaluators, videos_per_prompt=2)["spatial_relationship"]["positions_only"]
+    assert r["accuracy"] <= 0.2
+    assert r["axis"]["accuracy"] >= 0.8 and r["direction_given_axis"]["accuracy"] <= 0.2
+    # VBench's own rule checks the axis alone, so the mirrored pairs pass it wherever both
+    # named shapes are detected; the direction-checking reading fails them.
+    whole = C.teacher_gate(None, evaluators, videos_per_prompt=2)["spatial_relationship"]
+    assert whole["accuracy"] <= 0.2 and whole["vbench_rule"]["accuracy"] >= 0.8
 
 
 def test_relation_by_colour_reads_placement_when_the_shapes_are_wrong(monkeypatch, evaluators):
@@ -157,3 +188,17 @@ def test_teacher_knows_shapes_runs_on_a_teacher_in_the_shipped_layout(tmp_path):
     n = len(SHAPES) * len(COLORS)
     assert r["videos"] == n and sum(map(sum, r["confusion"])) == n
     assert len(r["accuracy_per_timestep"]) == 1 and 0.0 <= r["accuracy"] <= 1.0
+
+
+def test_teacher_knows_relations_runs_on_a_teacher_in_the_shipped_layout(tmp_path):
+    from bench.tinyworld.testing import make_random_zoo
+    from bench.tinyworld.world import RELATIONS
+    from bench.tinyworld.zoo import load_tiny_teacher
+
+    teacher = load_tiny_teacher(make_random_zoo(tmp_path / "zoo"))
+    r = C.teacher_knows_relations(teacher, repeats=1, timesteps=(500,), draws=1)
+    n = len(RELATIONS)
+    assert r["videos"] == n and sum(map(sum, r["confusion"])) == n and r["chance"] == 0.25
+    assert math.isfinite(r["relation_gap"]) and math.isfinite(r["drop_one_gap"])
+    assert r["axis"]["videos"] == n and r["direction_given_axis"]["videos"] <= n
+    assert 0.0 <= r["drop_one_true_wins"] <= 1.0
