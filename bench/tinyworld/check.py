@@ -21,6 +21,7 @@ All clips come from numpy seeds [900+, i], disjoint from every training stream.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -296,6 +297,20 @@ def diffusion_class_errors(predict_noise_fn, z0: torch.Tensor, candidates: torch
     return errors
 
 
+def _caption_errors(teacher, specs: Sequence[SceneSpec], captions: Sequence[Sequence[str]], timesteps: Sequence[int],
+                    draws: int, seed: int) -> torch.Tensor:
+    """The teacher's denoising errors on VAE-encoded renders of `specs`, clip i under each of its
+    candidate captions `captions[i]` (the same number for every clip), at `timesteps` repeated
+    `draws` times: [N, K, draws x len(timesteps)] (`diffusion_class_errors`)."""
+    from t2v_turbo_core.models import predict_noise
+
+    video = render(list(specs)).permute(0, 2, 1, 3, 4) * 2 - 1  # [N, 3, F, H, W] in [-1, 1]
+    z0 = teacher.vae.encode(video, sample=False)
+    candidates = torch.stack([teacher.text_encoder(list(c)) for c in captions])
+    return diffusion_class_errors(lambda z, t, c: predict_noise(teacher.unet, z, t, c), z0, candidates,
+                                  teacher.schedule, list(timesteps) * draws, torch.Generator().manual_seed(seed))
+
+
 # Noise levels the denoising classifier averages over: where shapes are decided (mid t) and
 # where their edges are drawn (low t); above ~800 the clean latent barely shows.
 KNOWS_TIMESTEPS = (50, 150, 300, 450, 600, 800)
@@ -313,8 +328,6 @@ def teacher_knows_shapes(teacher, repeats: int = 2, seed: int = 906, timesteps: 
     High accuracy here with low accuracy in `teacher_shapes` means the teacher knows the shapes
     but cannot draw them.
     """
-    from t2v_turbo_core.models import predict_noise
-
     rng = np.random.default_rng([seed, 0])
     specs, truth = [], []
     for _ in range(repeats):
@@ -323,11 +336,8 @@ def teacher_knows_shapes(teacher, repeats: int = 2, seed: int = 906, timesteps: 
                 obj = sample_object(rng, action="still", shape=shape, color=color)
                 specs.append(randomize_appearance(rng, SceneSpec(str(rng.choice(SCENES)), (obj,), scene_named=False)))
                 truth.append(k)
-    video = render(specs).permute(0, 2, 1, 3, 4) * 2 - 1  # [N, 3, F, H, W] in [-1, 1]
-    z0 = teacher.vae.encode(video, sample=False)
-    candidates = torch.stack([teacher.text_encoder([f"a {s.objects[0].color} {shape}" for shape in SHAPES]) for s in specs])
-    errors = diffusion_class_errors(lambda z, t, c: predict_noise(teacher.unet, z, t, c), z0, candidates,
-                                    teacher.schedule, list(timesteps) * draws, torch.Generator().manual_seed(seed))
+    errors = _caption_errors(teacher, specs, [[f"a {s.objects[0].color} {shape}" for shape in SHAPES] for s in specs],
+                             timesteps, draws, seed)
     pred = errors.sum(-1).argmin(1).tolist()
     errors = errors.unflatten(-1, (draws, len(timesteps))).mean(-2)
     confusion = np.zeros((len(SHAPES), len(SHAPES)), dtype=int)
@@ -355,36 +365,28 @@ def teacher_knows_relations(teacher, repeats: int = 12, seed: int = 907, timeste
     also split into its axis (side by side or one over the other; chance 1/2) and, where that
     is right, its direction (which object goes first; chance 1/2).
     """
-    from dataclasses import replace
-
-    from t2v_turbo_core.models import predict_noise
-
     rng = np.random.default_rng([seed, 0])
     specs = []
     for _ in range(repeats):
         for rel in RELATIONS:
             pair = sample_pair(rng, rel)
             specs.append(randomize_appearance(rng, SceneSpec(str(rng.choice(SCENES)), pair, relation=rel, scene_named=False)))
-    video = render(specs).permute(0, 2, 1, 3, 4) * 2 - 1
-    z0 = teacher.vae.encode(video, sample=False)
     captions = [[caption(replace(s, relation=r)) for r in RELATIONS]
                 + [caption(replace(s, objects=(o,), relation=None)) for o in s.objects] for s in specs]
-    candidates = torch.stack([teacher.text_encoder(c) for c in captions])
-    errors = diffusion_class_errors(lambda z, t, c: predict_noise(teacher.unet, z, t, c), z0, candidates,
-                                    teacher.schedule, list(timesteps) * draws, torch.Generator().manual_seed(seed))
-    total = errors.sum(-1)  # [N, 4 relations + 2 single objects]
+    total = _caption_errors(teacher, specs, captions, timesteps, draws, seed).sum(-1)  # [N, 4 relations + 2 single objects]
     truth = torch.tensor([RELATIONS.index(s.relation) for s in specs])
     pred = total[:, : len(RELATIONS)].argmin(1)
+    pairs = list(zip(truth.tolist(), pred.tolist()))
     confusion = np.zeros((len(RELATIONS), len(RELATIONS)), dtype=int)
-    for k, p in zip(truth.tolist(), pred.tolist()):
+    for k, p in pairs:
         confusion[k, p] += 1
     e_true = total.gather(1, truth[:, None])[:, 0]
     opposite = torch.tensor([RELATIONS.index(OPPOSITE_RELATION[s.relation]) for s in specs])
     relation_gap = (total.gather(1, opposite[:, None])[:, 0] - e_true) / e_true
     drop_one_gap = (total[:, len(RELATIONS):].mean(1) - e_true) / e_true
-    axis = [RELATION_AXIS[RELATIONS[k]] == RELATION_AXIS[RELATIONS[p]] for k, p in zip(truth.tolist(), pred.tolist())]
-    direction = [float(k == p) for k, p, ax in zip(truth.tolist(), pred.tolist(), axis) if ax]
-    return {**above_chance((pred == truth).float().tolist(), 1 / len(RELATIONS)),
+    axis = [RELATION_AXIS[RELATIONS[k]] == RELATION_AXIS[RELATIONS[p]] for k, p in pairs]
+    direction = [float(k == p) for (k, p), ax in zip(pairs, axis) if ax]
+    return {**above_chance([float(k == p) for k, p in pairs], 1 / len(RELATIONS)),
             "axis": above_chance([float(a) for a in axis], 0.5), "direction_given_axis": above_chance(direction, 0.5),
             "relations": list(RELATIONS), "confusion": confusion.tolist(), "timesteps": list(timesteps),
             "relation_gap": float(relation_gap.mean()), "drop_one_gap": float(drop_one_gap.mean()),
