@@ -6,13 +6,11 @@
 * Evaluators: accuracy on held-out clean renders (`gates.evaluator_accuracy`).
 * Teacher: 50-step DDIM + CFG samples on the benchmark's held-out prompts, checked by the
   evaluators (which never saw the teacher) against chance, for colour, class, motion and
-  relation (relation read with both named shapes detected, as VBench requires, in the asked
-  direction as score_tiny reads it and on the asked axis as VBench's rule does; and on the same
-  videos from the named shapes' positions alone, split into axis and direction, and from the
-  objects found by their colours);
-  a larger reading of shape alone (`teacher_shapes`: 120 videos, confusion matrix); what the teacher *knows* of shape apart from what it draws (`teacher_knows_shapes`:
-  its own denoising error used as a classifier), and of placement (`teacher_knows_relations`: the
-  same for the relation of a pair); and a contact sheet of samples to look at.
+  relation (see `teacher_gate` for the relation's readings); a larger reading of shape alone
+  (`teacher_shapes`: 120 videos, confusion matrix); what the teacher *knows* of shape apart from
+  what it draws (`teacher_knows_shapes`: its own denoising error used as a classifier) and of
+  placement (`teacher_knows_relations`: the same for the relation of a pair); and a contact
+  sheet of samples to look at.
 Every teacher reading carries a 95% Wilson interval and the exact one-sided binomial p-value
 against chance (`above_chance`).
 All clips come from numpy seeds [900+, i], disjoint from every training stream.
