@@ -7,6 +7,8 @@ and gets LoRA on every Linear / Conv layer.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 from torch import nn
 
@@ -14,8 +16,13 @@ from t2v_turbo_core.lora import W_PROJECTION_SUFFIX, LoraSettings, add_lora
 
 
 def student_from_diffusers_unet(
-    teacher_unet: nn.Module, lora: LoraSettings | None = LoraSettings(), guidance_embedding_dim: int = 256
+    teacher_unet: nn.Module,
+    lora: LoraSettings | None = LoraSettings(),
+    guidance_embedding_dim: int = 256,
+    extend: Callable[[nn.Module], Any] | None = None,
 ) -> nn.Module:
+    """`extend(student)`, if given, adds to the fresh student what the teacher has beyond its
+    config (modules attached after construction), before the teacher's weights load."""
     # Private keys go: diffusers' `_use_default_values` would reset time_cond_proj_dim to None
     # in from_config whenever the teacher was built without naming it.
     config = {k: v for k, v in dict(teacher_unet.config).items() if not k.startswith("_")}
@@ -23,6 +30,8 @@ def student_from_diffusers_unet(
     student = type(teacher_unet).from_config(config)
     if getattr(student.config, "time_cond_proj_dim", None) != guidance_embedding_dim:
         raise ValueError(f"{type(teacher_unet).__name__} did not take time_cond_proj_dim={guidance_embedding_dim}")
+    if extend is not None:
+        extend(student)
     missing, unexpected = student.load_state_dict(teacher_unet.state_dict(), strict=False)
     bad_missing = [k for k in missing if W_PROJECTION_SUFFIX not in k.split(".")]
     if bad_missing or unexpected:

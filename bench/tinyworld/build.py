@@ -27,7 +27,7 @@ from torch import nn
 from bench.tinyworld import models as M
 from bench.tinyworld.render import render
 from bench.tinyworld.suite import held_out_prompts
-from bench.tinyworld.world import FRAMES, OPPOSITE_RELATION, SHAPES, SceneSpec, caption, training_scene
+from bench.tinyworld.world import FRAMES, OPPOSITE_RELATION, RELATION_PHRASES, SHAPES, SceneSpec, caption, training_scene
 
 DEFAULT_ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 DEFAULT_WORK_DIR = Path("runs") / "zoo-build"
@@ -189,7 +189,8 @@ def train_loop(
     running: dict[str, float] = {}
     while step < total_steps:
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step) if lr_at is not None else lr * lr_factor(step, total_steps, warmup, decay_from)
+            base = lr_at(step) if lr_at is not None else lr * lr_factor(step, total_steps, warmup, decay_from)
+            group["lr"] = base * group.get("lr_scale", 1.0)
         logs = step_fn(step)
         loss = logs["loss"]
         if not torch.isfinite(loss):
@@ -218,6 +219,11 @@ def train_loop(
             save()
             if on_checkpoint is not None:
                 on_checkpoint(step)
+    if not running and log_path.exists():
+        # Resumed at its end (a finished stage re-exported): the final losses are the log's last row.
+        with open(log_path, newline="") as fh:
+            last = list(csv.DictReader(fh))[-1:]
+        running = {k: float(v) for row in last for k, v in row.items() if k not in ("step", "seconds")}
     for k, e in emas.items():
         e.copy_to(modules[k])
     for m in modules.values():
@@ -353,7 +359,30 @@ CONTRAST_PAIRS = 16
 CONTRAST_MARGIN = 0.05
 CONTRAST_WEIGHT = 1.0
 RELATION_FLIP_PROB = 1 / 3
-
+# Phase 5, the layout phase: after phase 4 the teacher laid a pair out on the asked axis but
+# in the asked direction at chance. Where sampling starts (t near 1000) its x0 prediction put
+# the colours in the same places under a caption and under its opposite relation: which side
+# each object goes to was left to the noise. The direction is worth about 13% of the x0 error
+# of a relation clip there, but the eps loss sees that error scaled by alpha_bar / (1 -
+# alpha_bar) (1/200 at t = 999), and phases aimed at it through the eps loss, its hinge, or
+# a grounding loss at every t did not move it (docs/tiny-world.md). Here LAYOUT_CLIPS relation
+# clips per batch, at t >= LAYOUT_T_MIN, are trained on their x0 error (the eps error weighted
+# by (1 - alpha_bar) / alpha_bar, capped) and on a grounding loss after TokenCompose (each
+# object's colour and shape tokens should draw their cross-attention from the cells that
+# object covers), and every spatial transformer gets a zero-initialised position bias
+# (models.add_spatial_position_bias) so that a query knows where it is before any object
+# shows. The usual batch (object-weighted eps at every t) goes on beside them.
+LAYOUT_STEPS = 1400
+LAYOUT_LR = 1e-4
+LAYOUT_CLIPS = 16
+LAYOUT_T_MIN = 970
+LAYOUT_X0_CAP = 250.0  # (1 - alpha_bar) / alpha_bar is 214 at t = 999: the cap only guards
+LAYOUT_WEIGHT = 0.5
+GROUND_WEIGHT = 1.0
+GROUND_MASK_MIN = 0.05  # a latent cell belongs to an object's mask from this area fraction on
+# The position bias starts at zero and must grow to the scale of the normed features it is
+# added to within the phase; the rest of the teacher only adapts to it.
+POSITION_LR_SCALE = 40.0
 
 def teacher_lr(step: int) -> float:
     """Phases 1 and 2's learning rate at `step` (a function of the step alone, so resumes agree)."""
@@ -395,6 +424,72 @@ def contrast_loss(e_pos: torch.Tensor, e_neg: torch.Tensor, margin: float = CONT
     return F.relu(margin * e_pos.detach() - (e_neg - e_pos)).mean()
 
 
+def object_word_positions(spec: SceneSpec) -> list[list[int]]:
+    """For each object of `spec`, the word indices (in caption(spec).split()) of its colour (when
+    named) and shape: "a red circle to the left of a blue square" -> [[1, 2], [8, 9]]."""
+    out, start = [], 0
+    for o in spec.objects:
+        n = 3 if o.color_named else 2  # "a [colour] shape"
+        out.append(list(range(start + 1, start + n)))
+        start += n + (len(RELATION_PHRASES[spec.relation].split()) if spec.relation else 1)  # or "and"
+    return out
+
+
+def object_token_positions(tok, spec: SceneSpec) -> list[list[int]]:
+    """The same as token indices of the padded caption (position 0 is the start token)."""
+    words = caption(spec).split()
+    starts = np.cumsum([1] + [len(tok(w, add_special_tokens=False).input_ids) for w in words])
+    out = []
+    for positions in object_word_positions(spec):
+        # "star," is "star" then ","; the comma is not the object's.
+        out.append([int(j) for i in positions
+                    for j in range(starts[i], starts[i] + len(tok(words[i].rstrip(","), add_special_tokens=False).input_ids))])
+    return out
+
+
+class AttentionMapProcessor:
+    """diffusers cross-attention, computed step by step so that its attention probabilities can
+    be kept (the fused kernel does not return them): appends (side, probabilities averaged over
+    heads [batch, queries, tokens]) to `store` on every call."""
+
+    def __init__(self, store: list, side: int):
+        self.store, self.side = store, side
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+        if encoder_hidden_states is None or attn.residual_connection or attn.norm_cross:
+            raise ValueError("AttentionMapProcessor serves plain cross-attention only")
+        q = attn.head_to_batch_dim(attn.to_q(hidden_states))
+        k = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))
+        v = attn.head_to_batch_dim(attn.to_v(encoder_hidden_states))
+        probs = attn.get_attention_scores(q, k, attention_mask)
+        self.store.append((self.side, probs.unflatten(0, (-1, attn.heads)).mean(1)))
+        out = attn.batch_to_head_dim(torch.bmm(probs, v))
+        return attn.to_out[1](attn.to_out[0](out)) / attn.rescale_output_factor
+
+
+def grounding_loss(maps: list[tuple[int, torch.Tensor]], frames: int, clip: torch.Tensor, token: torch.Tensor,
+                   area: torch.Tensor, mask_min: float = GROUND_MASK_MIN) -> torch.Tensor:
+    """TokenCompose's token loss: (1 - the share of a token's cross-attention that falls inside its
+    object's mask)^2, the share averaged over attention layers and frames, the loss over (clip,
+    token) entries. maps: (side, [clips * frames, side * side, tokens]) per layer; clip, token:
+    [E] entry indices; area: the entry's object area [E, frames, H, W] in pixels (pooled to each
+    layer's side). No entries: zero, not the NaN of an empty mean."""
+    if clip.numel() == 0:
+        return area.sum() * 0.0
+    shares = []
+    for side, probs in maps:
+        a = probs.unflatten(0, (-1, frames))[clip, :, :, token]  # [E, frames, side * side]
+        cells = F.adaptive_avg_pool2d(area.flatten(0, 1), side).reshape(*area.shape[:2], side * side)
+        shares.append((a * (cells >= mask_min)).sum(-1) / a.sum(-1).clamp_min(1e-8))
+    inside = torch.stack(shares).mean((0, 2))  # [E]
+    return ((1 - inside) ** 2).mean()
+
+
+def layout_weight(alpha_bar: torch.Tensor, cap: float = LAYOUT_X0_CAP) -> torch.Tensor:
+    """The eps error's weight that makes it the x0 error: x0 - x0_hat = sqrt((1 - alpha_bar) /
+    alpha_bar) (eps_hat - eps), squared; capped, so t near 1000 of another schedule cannot blow up."""
+    return ((1 - alpha_bar) / alpha_bar).clamp(max=cap)
+
 def _shard_specs(ctx: Context, shard: int) -> list:
     """The scene specs behind teacher_data shard `shard` (re-drawn from its seed)."""
     rng = batch_rng(201, shard)
@@ -402,11 +497,13 @@ def _shard_specs(ctx: Context, shard: int) -> list:
 
 
 def stage_teacher(ctx: Context, steps: int = TEACHER_STEPS + SHAPE_STEPS, graft_steps: int = GRAFT_STEPS,
-                  contrast_steps: int = CONTRAST_STEPS) -> None:
+                  contrast_steps: int = CONTRAST_STEPS, layout_steps: int = LAYOUT_STEPS) -> None:
     """Text encoder + UNet3D trained jointly with the eps objective and caption dropout;
     then the shape phase (object-weighted eps loss, warm restart); then cross-attention is
     grafted in at 8x8 and training goes on (the graft phase, its own resumable state); then
-    the contrast phase (object-weighted eps loss plus a hinge against negative captions)."""
+    the contrast phase (object-weighted eps loss plus a hinge against negative captions); then
+    a position bias is grafted in and the layout phase asks relation clips near t = 1000 for
+    their x0 and for each object's words to attend to that object, beside the usual batch."""
     from t2v_turbo_core.schedule import NoiseSchedule
 
     data_dir = ctx.work_dir / "teacher_data"
@@ -431,7 +528,7 @@ def stage_teacher(ctx: Context, steps: int = TEACHER_STEPS + SHAPE_STEPS, graft_
     tok = ctx.clip_tokenizer()
     torch.manual_seed(0)
     text_encoder = M.make_text_encoder(tok)
-    unet = M.make_teacher_unet(cross_attention_at_8x8=False)
+    unet = M.make_teacher_unet(cross_attention_at_8x8=False, position_bias=False)
     schedule = NoiseSchedule.scaled_linear()
 
     def make_step_fn(seed: int, object_weighted_from: int):
@@ -518,11 +615,71 @@ def stage_teacher(ctx: Context, steps: int = TEACHER_STEPS + SHAPE_STEPS, graft_
         lr=CONTRAST_LR, ckpt_every=200, ema_decay=GRAFT_EMA, on_checkpoint=lambda s: preview(steps + graft_steps + s),
         decay_from=CONTRAST_DECAY_FROM,
     )
+    # The position graft: zero-initialised, so the layout phase starts from phase 4's teacher.
+    unet = M.add_spatial_position_bias(unet)
+    maps: list = []
+    blocks = [b for tr, side in M.spatial_transformer_resolutions(unet) for b in tr.transformer_blocks]
+    plain_processors = [b.attn2.processor for b in blocks]
+    for (tr, side) in M.spatial_transformer_resolutions(unet):
+        for b in tr.transformer_blocks:
+            b.attn2.set_processor(AttentionMapProcessor(maps, side))
+    relation_clips = np.array([i for i in range(len(captions)) if specs_at(i).relation is not None])
+
+    def layout_step_fn(step: int) -> dict[str, torch.Tensor]:
+        rng = batch_rng(621, step)
+        idx = np.concatenate([rng.integers(0, len(captions), TEACHER_BATCH), rng.choice(relation_clips, LAYOUT_CLIPS)])
+        n = TEACHER_BATCH
+        z0 = latents[torch.from_numpy(idx)].float()
+        specs = [specs_at(int(i)) for i in idx]
+        # Caption dropout on the usual batch only: the layout clips are there for their captions.
+        texts = ["" if rng.random() < CAPTION_DROPOUT else captions[i] for i in idx[:n]] + [captions[i] for i in idx[n:]]
+        ids = tok(texts, padding="max_length", max_length=M.TEXT_CONTEXT, truncation=True, return_tensors="pt").input_ids
+        cond = text_encoder(ids).last_hidden_state
+        g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        noise = torch.randn(z0.shape, generator=g)
+        t = torch.cat([torch.randint(0, 1000, (n,), generator=g), torch.randint(LAYOUT_T_MIN, 1000, (LAYOUT_CLIPS,), generator=g)])
+        maps.clear()
+        eps = unet(schedule.add_noise(z0, noise, t), t, encoder_hidden_states=cond).sample
+        _, area = render(specs, with_object_area=True)
+        w = object_weight(area, area.shape[-1] // z0.shape[-1], SHAPE_WEIGHT)
+        se = (eps - noise) ** 2
+        plain = (w[:n] * se[:n]).sum() / (w[:n].sum() * z0.shape[1])
+        per_clip = (w[n:] * se[n:]).flatten(1).sum(1) / w[n:].expand_as(se[n:]).flatten(1).sum(1)
+        layout = (layout_weight(schedule.alpha_bar(t[n:])) * per_clip).mean()
+        # One grounding entry per (layout clip, object token); each object's mask from a render of it alone.
+        single, clip, token, row = [], [], [], []
+        for b, sp in enumerate(specs[n:]):
+            for k, positions in enumerate(object_token_positions(tok, sp)):
+                for j in positions:
+                    clip.append(n + b), token.append(j), row.append(len(single))
+                single.append(replace(sp, objects=(sp.objects[k],), relation=None))
+        obj_area = render(single, with_object_area=True)[1][torch.tensor(row, dtype=torch.long)]
+        ground = grounding_loss(maps, FRAMES, torch.tensor(clip, dtype=torch.long), torch.tensor(token, dtype=torch.long), obj_area)
+        maps.clear()
+        return {"loss": plain + LAYOUT_WEIGHT * layout + GROUND_WEIGHT * ground, "mse": se[:n].mean().detach(),
+                "layout": layout.detach(), "ground": ground.detach()}
+
+    bias = [p for name, p in unet.named_parameters() if name.endswith("pos_embed.weight")]
+    rest = [p for name, p in unet.named_parameters() if not name.endswith("pos_embed.weight")]
+    opt = torch.optim.AdamW([{"params": list(text_encoder.parameters()) + rest},
+                             {"params": bias, "lr_scale": POSITION_LR_SCALE, "weight_decay": 0.0}],
+                            lr=LAYOUT_LR, weight_decay=0.01)
+
+    def layout_checkpoint(s: int) -> None:
+        preview(steps + graft_steps + contrast_steps + s)
+        maps.clear()
+
+    layout_info = train_loop(
+        ctx, "teacher_layout", {"text_encoder": text_encoder, "unet": unet}, opt, layout_step_fn, layout_steps,
+        lr=LAYOUT_LR, warmup=50, ckpt_every=100, ema_decay=GRAFT_EMA, on_checkpoint=layout_checkpoint,
+    )
+    for b, processor in zip(blocks, plain_processors):
+        b.attn2.set_processor(processor)
     export(
         ctx, "teacher", {"text_encoder.safetensors": text_encoder, "teacher_unet.safetensors": unet},
-        {"steps": info["steps"] + graft_info["steps"] + contrast_info["steps"],
-         "seconds": round(info["seconds"] + graft_info["seconds"] + contrast_info["seconds"], 1),
-         "final": contrast_info["final"],
+        {"steps": info["steps"] + graft_info["steps"] + contrast_info["steps"] + layout_info["steps"],
+         "seconds": round(info["seconds"] + graft_info["seconds"] + contrast_info["seconds"] + layout_info["seconds"], 1),
+         "final": layout_info["final"],
          "config": {"unet": M.teacher_unet_config(), "caption_dropout": CAPTION_DROPOUT, "batch": TEACHER_BATCH,
                     "phases": {"plain": {"steps": TEACHER_STEPS, "lr": TEACHER_LR, "decay_from": TEACHER_DECAY_FROM},
                                "shape": {"steps": SHAPE_STEPS, "lr": SHAPE_LR, "object_weight": 1 + SHAPE_WEIGHT},
@@ -533,7 +690,13 @@ def stage_teacher(ctx: Context, steps: int = TEACHER_STEPS + SHAPE_STEPS, graft_
                                "contrast": {"steps": contrast_steps, "lr": CONTRAST_LR, "decay_from": CONTRAST_DECAY_FROM,
                                             "ema": GRAFT_EMA, "pairs": CONTRAST_PAIRS, "margin": CONTRAST_MARGIN,
                                             "weight": CONTRAST_WEIGHT, "relation_flip": RELATION_FLIP_PROB,
-                                            "seconds": contrast_info["seconds"]}}}},
+                                            "seconds": contrast_info["seconds"]},
+                               "layout": {"steps": layout_steps, "lr": LAYOUT_LR, "ema": GRAFT_EMA,
+                                          "object_weight": 1 + SHAPE_WEIGHT, "clips": LAYOUT_CLIPS,
+                                          "t_min": LAYOUT_T_MIN, "x0_cap": LAYOUT_X0_CAP, "weight": LAYOUT_WEIGHT,
+                                          "ground_weight": GROUND_WEIGHT, "mask_min": GROUND_MASK_MIN,
+                                          "position_lr_scale": POSITION_LR_SCALE, "seconds": layout_info["seconds"],
+                                          "unet_before": "no position bias (models.add_spatial_position_bias)"}}}},
     )
 
 

@@ -176,10 +176,13 @@ def teacher_unet_config(cross_attention_at_8x8: bool = True) -> dict:
     )
 
 
-def make_teacher_unet(cross_attention_at_8x8: bool = True):
+def make_teacher_unet(cross_attention_at_8x8: bool = True, position_bias: bool = True):
+    """The teacher's UNet3D; `position_bias=False` is the architecture before the pairs phase
+    (see `add_spatial_position_bias`)."""
     from diffusers import UNet3DConditionModel
 
-    return UNet3DConditionModel(**teacher_unet_config(cross_attention_at_8x8))
+    unet = UNet3DConditionModel(**teacher_unet_config(cross_attention_at_8x8))
+    return add_spatial_position_bias(unet) if position_bias else unet
 
 
 # The 8x8 blocks that the graft turns into cross-attention blocks (same resnets, same names).
@@ -192,7 +195,7 @@ def graft_cross_attention_8x8(base) -> nn.Module:
     existing weight kept and the new blocks' output projections zeroed: their residual
     branches add exactly nothing, so the grown UNet computes the base UNet's function and
     training starts from the teacher, not from a perturbed copy of it."""
-    unet = make_teacher_unet(cross_attention_at_8x8=True)
+    unet = make_teacher_unet(cross_attention_at_8x8=True, position_bias=False)
     missing, unexpected = unet.load_state_dict(base.state_dict(), strict=False)
     if unexpected or not all(k.startswith(GRAFTED_BLOCKS) and ("attentions." in k) for k in missing):
         raise ValueError(f"graft: base UNet does not match the pre-graft config (unexpected {unexpected[:3]}, "
@@ -201,6 +204,45 @@ def graft_cross_attention_8x8(base) -> nn.Module:
         if name.startswith(GRAFTED_BLOCKS) and name.endswith("proj_out"):
             module.weight.zero_()
             module.bias.zero_()
+    return unet
+
+
+class SpatialPositionBias(nn.Module):
+    """A learned vector per latent position, used as a diffusers `BasicTransformerBlock`'s
+    `pos_embed`: the block adds it to its normed input before self- and before cross-attention.
+    Zero at initialisation, so adding it changes nothing until it is trained."""
+
+    def __init__(self, positions: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1, positions, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.weight.to(x.dtype)
+
+
+def spatial_transformer_resolutions(unet) -> list[tuple[nn.Module, int]]:
+    """Every spatial transformer (Transformer2DModel) of a UNet3D with its side length in
+    latent cells: down block i works at sample_size / 2^i, the mid block at the lowest level,
+    up block i at the mirror level of down block n-1-i. Temporal transformers are left out."""
+    n = len(unet.down_blocks)
+    side = unet.config.sample_size
+    levels = [(b, side >> i) for i, b in enumerate(unet.down_blocks)]
+    levels += [(unet.mid_block, side >> (n - 1))]
+    levels += [(b, side >> (n - 1 - i)) for i, b in enumerate(unet.up_blocks)]
+    return [(t, s) for b, s in levels for t in getattr(b, "attentions", None) or []]
+
+
+def add_spatial_position_bias(unet):
+    """Give every spatial transformer block of `unet` a zero-initialised `SpatialPositionBias`
+    (in place; returns `unet`). diffusers' UNet3D has no spatial position signal but the
+    convolutions' zero padding, and its attention is blind to where a cell is; binding "the
+    red circle" to the left of the frame needs queries that know their position."""
+    for transformer, side in spatial_transformer_resolutions(unet):
+        for block in transformer.transformer_blocks:
+            if block.pos_embed is not None:
+                raise ValueError("add_spatial_position_bias: the UNet already has spatial position embeddings")
+            ref = block.norm1.weight
+            block.pos_embed = SpatialPositionBias(side * side, block.norm1.normalized_shape[0]).to(ref.device, ref.dtype)
     return unet
 
 

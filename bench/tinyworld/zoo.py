@@ -63,7 +63,7 @@ def load_tiny_teacher(path: str | Path | None = None, device: str | torch.device
     scale = float(info["vae"]["config"]["scaling_factor"])
 
     def make_student(lora: LoraSettings | None = LoraSettings(rank=16, dropout=0.0)):
-        return student_from_diffusers_unet(unet, lora)
+        return student_from_diffusers_unet(unet, lora, extend=M.add_spatial_position_bias)
 
     return TextToVideoModel(
         name="tiny",

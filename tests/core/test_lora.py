@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch import nn
 
 from t2v_turbo_core.lora import (
     LoraSettings,
@@ -48,6 +49,34 @@ def test_student_starts_as_teacher_and_trains_only_lora_and_w_projection(tiny_un
     # Every Linear/Conv layer of the teacher got an adapter (conv_in, temporal convs, attention, ...).
     targets = lora_target_modules(teacher)
     assert any("temp_convs" in n for n in targets) and any("attn" in n for n in targets) and "conv_in" in targets
+
+
+class _ChannelShift(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.shift = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x):
+        return x + self.shift.view(1, -1, 1, 1)
+
+
+def _grow(unet):
+    # A module attached after construction: from_config cannot rebuild it.
+    unet.conv_act = nn.Sequential(unet.conv_act, _ChannelShift(unet.config.block_out_channels[0]))
+
+
+def test_student_takes_what_the_teacher_has_beyond_its_config_only_through_extend(tiny_unet3d):
+    teacher = tiny_unet3d()
+    _grow(teacher)
+    with torch.no_grad():
+        teacher.conv_act[1].shift.normal_()
+    teacher.eval()
+    with pytest.raises(ValueError, match="unexpected"):
+        student_from_diffusers_unet(teacher, None)
+    student = student_from_diffusers_unet(teacher, LoraSettings(rank=4, dropout=0.0), extend=_grow).eval()
+    z, t, c, w = _inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(predict_noise(student, z, t, c, w), predict_noise(teacher, z, t, c, None))
 
 
 def test_adapters_disabled_is_the_teacher(tiny_unet3d):
