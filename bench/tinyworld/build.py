@@ -359,6 +359,7 @@ CONTRAST_PAIRS = 16
 CONTRAST_MARGIN = 0.05
 CONTRAST_WEIGHT = 1.0
 RELATION_FLIP_PROB = 1 / 3
+
 # Phase 5, the layout phase: after phase 4 the teacher laid a pair out on the asked axis but
 # in the asked direction at chance. Where sampling starts (t near 1000) its x0 prediction put
 # the colours in the same places under a caption and under its opposite relation: which side
@@ -383,6 +384,7 @@ GROUND_MASK_MIN = 0.05  # a latent cell belongs to an object's mask from this ar
 # The position bias starts at zero and must grow to the scale of the normed features it is
 # added to within the phase; the rest of the teacher only adapts to it.
 POSITION_LR_SCALE = 40.0
+
 
 def teacher_lr(step: int) -> float:
     """Phases 1 and 2's learning rate at `step` (a function of the step alone, so resumes agree)."""
@@ -489,6 +491,7 @@ def layout_weight(alpha_bar: torch.Tensor, cap: float = LAYOUT_X0_CAP) -> torch.
     """The eps error's weight that makes it the x0 error: x0 - x0_hat = sqrt((1 - alpha_bar) /
     alpha_bar) (eps_hat - eps), squared; capped, so t near 1000 of another schedule cannot blow up."""
     return ((1 - alpha_bar) / alpha_bar).clamp(max=cap)
+
 
 def _shard_specs(ctx: Context, shard: int) -> list:
     """The scene specs behind teacher_data shard `shard` (re-drawn from its seed)."""
@@ -618,11 +621,10 @@ def stage_teacher(ctx: Context, steps: int = TEACHER_STEPS + SHAPE_STEPS, graft_
     # The position graft: zero-initialised, so the layout phase starts from phase 4's teacher.
     unet = M.add_spatial_position_bias(unet)
     maps: list = []
-    blocks = [b for tr, side in M.spatial_transformer_resolutions(unet) for b in tr.transformer_blocks]
-    plain_processors = [b.attn2.processor for b in blocks]
-    for (tr, side) in M.spatial_transformer_resolutions(unet):
-        for b in tr.transformer_blocks:
-            b.attn2.set_processor(AttentionMapProcessor(maps, side))
+    blocks = [(b, side) for tr, side in M.spatial_transformer_resolutions(unet) for b in tr.transformer_blocks]
+    plain_processors = [b.attn2.processor for b, _ in blocks]
+    for b, side in blocks:
+        b.attn2.set_processor(AttentionMapProcessor(maps, side))
     relation_clips = np.array([i for i in range(len(captions)) if specs_at(i).relation is not None])
 
     def layout_step_fn(step: int) -> dict[str, torch.Tensor]:
@@ -673,7 +675,7 @@ def stage_teacher(ctx: Context, steps: int = TEACHER_STEPS + SHAPE_STEPS, graft_
         ctx, "teacher_layout", {"text_encoder": text_encoder, "unet": unet}, opt, layout_step_fn, layout_steps,
         lr=LAYOUT_LR, warmup=50, ckpt_every=100, ema_decay=GRAFT_EMA, on_checkpoint=layout_checkpoint,
     )
-    for b, processor in zip(blocks, plain_processors):
+    for (b, _), processor in zip(blocks, plain_processors):
         b.attn2.set_processor(processor)
     export(
         ctx, "teacher", {"text_encoder.safetensors": text_encoder, "teacher_unet.safetensors": unet},

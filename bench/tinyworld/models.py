@@ -177,8 +177,8 @@ def teacher_unet_config(cross_attention_at_8x8: bool = True) -> dict:
 
 
 def make_teacher_unet(cross_attention_at_8x8: bool = True, position_bias: bool = True):
-    """The teacher's UNet3D; `position_bias=False` is the architecture before the pairs phase
-    (see `add_spatial_position_bias`)."""
+    """The teacher's UNet3D; `position_bias=False` is the architecture before the layout
+    phase (phase 5; see `add_spatial_position_bias`)."""
     from diffusers import UNet3DConditionModel
 
     unet = UNet3DConditionModel(**teacher_unet_config(cross_attention_at_8x8))
