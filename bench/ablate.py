@@ -21,7 +21,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import typer
@@ -60,6 +60,10 @@ class AblationSpec:
     jobs: int = 2
     threads_per_job: int = 1
     bootstrap: int = 2000
+    # Training seeds: each variant is trained once per seed (run dirs `<model>-seed<k>`) and
+    # the statistics resample seeds, then prompts. None: one run per variant, with the
+    # training config's own seed (run dirs `<model>`).
+    train_seeds: list[int] | None = None
     work_dir: str = "runs/ablate-tiny"
     report: str = "reports/tiny-ablation"
 
@@ -79,6 +83,10 @@ class AblationSpec:
             errors.append(f"suite={self.suite!r} (tiny or vbench)")
         if self.benchmark not in ("tiny", "vbench"):
             errors.append(f"benchmark={self.benchmark!r} (tiny or vbench)")
+        if self.train_seeds is not None:
+            if not self.train_seeds or len(set(self.train_seeds)) != len(self.train_seeds) \
+                    or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in self.train_seeds):
+                errors.append(f"train_seeds={self.train_seeds!r} must be a non-empty list of distinct integers >= 0")
         names = [model_name(v) for v in self.variants]
         if len(set(names)) != len(names):
             errors.append("two variants have the same variant and rm_vid")
@@ -166,6 +174,8 @@ def run_job(spec_dict: dict, entry: dict, queue: Any = None) -> dict:
         overrides = list(spec.train_overrides) + [f"variant={entry['variant']}"]
         if "rm_vid" in entry:
             overrides.append(f"rm_vid={entry['rm_vid']}")
+        if entry.get("train_seed") is not None:
+            overrides.append(f"seed={entry['train_seed']}")
         cfg = load_config(spec.train_config, overrides)
         status = read_run(run_dir).get("status") if (run_dir / "run.json").is_file() else None
         if status != "finished":
@@ -208,71 +218,35 @@ def run_job(spec_dict: dict, entry: dict, queue: Any = None) -> dict:
 
 def prompt_of(video_path: str) -> str:
     """`{prompt}-{index}.mp4` -> prompt (VBench's naming; prompts may contain '-')."""
-    stem = Path(video_path).name
-    stem = stem[: -len(".mp4")] if stem.endswith(".mp4") else stem
-    prompt, _, index = stem.rpartition("-")
-    if not index.isdigit():
-        raise ValueError(f"not a VBench video name: {video_path}")
-    return prompt
+    from bench.statistics import video_name_parts
+
+    return video_name_parts(video_path)[0]
 
 
-def per_prompt_values(model) -> dict[str, dict[str, float]]:
-    """dimension -> prompt -> mean per-video value (the unit the bootstrap resamples)."""
-    out: dict[str, dict[str, float]] = {}
-    for dim, videos in model.per_video.items():
-        groups: dict[str, list[float]] = {}
-        for v in videos:
-            value = v.get("video_results")
-            if isinstance(value, bool):
-                value = float(value)
-            if not isinstance(value, (int, float)) or not math.isfinite(float(value)):
-                continue
-            groups.setdefault(prompt_of(v["video_path"]), []).append(float(value))
-        out[dim] = {p: float(np.mean(vals)) for p, vals in groups.items()}
-    return out
-
-
-def bootstrap_composites(models: Sequence[Any], n: int, seed: int, reference: str) -> dict[str, dict[str, Any]]:
-    """Paired, stratified bootstrap over prompts.
+def bootstrap_composites(models: Sequence[Any], n: int, seed: int, reference: str,
+                         seeds: Mapping[str, Sequence[Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Paired, stratified bootstrap over prompts (`bench.statistics.bootstrap`).
 
     Dimensions are resampled over their own prompt lists (dimensions that share a list share
     the draw), with the same draws for every model, so that differences between models are
-    paired as the videos are (same prompts, same seeds). Returns, per model, the percentile
-    95% intervals of Total / Quality / Semantic and of their differences to `reference`.
+    paired as the videos are (same prompts, same seeds). `seeds` (name -> one result per
+    training seed) makes it two-level. Returns, per model, the percentile 95% intervals of
+    Total / Quality / Semantic and of their differences to `reference`.
     """
-    from bench.report import composite_scores
+    from bench.statistics import COMPOSITES, bootstrap, build_design, percentile_interval
 
-    rng = np.random.default_rng(seed)
-    tables = {m.name: per_prompt_values(m) for m in models}
-    dims = sorted(set.intersection(*(set(t) for t in tables.values()))) if tables else []
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for d in dims:
-        prompts = sorted(set.intersection(*(set(t[d]) for t in tables.values())))
-        groups.setdefault(tuple(prompts), []).append(d)
-    samples: dict[str, dict[str, list[float]]] = {m.name: {"total_score": [], "quality_score": [], "semantic_score": []} for m in models}
-    for _ in range(n):
-        draws = {prompts: rng.integers(0, len(prompts), len(prompts)) for prompts in groups if prompts}
-        for m in models:
-            values = {}
-            for prompts, dlist in groups.items():
-                if not prompts:
-                    continue
-                picked = [prompts[i] for i in draws[prompts]]
-                for d in dlist:
-                    values[d] = float(np.mean([tables[m.name][d][p] for p in picked]))
-            comp = composite_scores(values, m.benchmark)
-            for k in samples[m.name]:
-                samples[m.name][k].append(math.nan if comp is None else comp[k])
+    design = build_design(seeds or {m.name: [m] for m in models})
+    samples = bootstrap(design, n, seed)
     out: dict[str, dict[str, Any]] = {}
-    for m in models:
+    for name in design.names:
         res: dict[str, Any] = {}
-        for k, vals in samples[m.name].items():
-            arr = 100 * np.asarray(vals)
-            res[k] = (float(np.nanpercentile(arr, 2.5)), float(np.nanpercentile(arr, 97.5))) if np.isfinite(arr).any() else None
-            if reference in samples and m.name != reference:
-                diff = arr - 100 * np.asarray(samples[reference][k])
-                res[f"delta_{k}"] = (float(np.nanpercentile(diff, 2.5)), float(np.nanpercentile(diff, 97.5))) if np.isfinite(diff).any() else None
-        out[m.name] = res
+        for k in COMPOSITES:
+            arr = samples[name].get(k)
+            res[k] = None if arr is None else percentile_interval(arr)
+            if reference in samples and name != reference:
+                ref = samples[reference].get(k)
+                res[f"delta_{k}"] = None if arr is None or ref is None else percentile_interval(np.asarray(arr) - np.asarray(ref))
+        out[name] = res
     return out
 
 
@@ -312,16 +286,44 @@ def _num(value, fmt: str = ".2f") -> str:
     return "—" if not math.isfinite(v) else format(v, fmt)
 
 
+def merge_seeds(runs: Sequence[Any]) -> Any:
+    """One model's row from its training seeds' results: each dimension the mean over seeds."""
+    if len(runs) == 1:
+        return runs[0]
+    common = [d for d in runs[0].dimensions if all(d in r.dimensions for r in runs)]
+    return dataclasses.replace(runs[0], dimensions={d: float(np.mean([r.dimensions[d] for r in runs])) for d in common},
+                               per_video={d: runs[0].per_video[d] for d in common})
+
+
+def _run_config(entry: dict) -> dict | None:
+    """The training config of a student's run (None for the teacher: it trained on nothing)."""
+    if entry.get("variant") == TEACHER:
+        return None
+    path = Path(entry["run_dir"]) / "run.json"
+    try:
+        return json.loads(path.read_text()).get("config")
+    except (OSError, ValueError):
+        return None
+
+
 def write_ablation_report(spec: AblationSpec, entries: Sequence[dict]) -> list[Path]:
     from bench.report import build_report, load_results_folder, markdown_table, _write_atomic
 
-    models = [load_results_folder(Path(e["scores"]), name=e["name"]) for e in entries]
-    by_name = {e["name"]: e for e in entries}
+    groups: dict[str, list[dict]] = {}
+    for e in entries:
+        groups.setdefault(e.get("model", e["name"]), []).append(e)
+    per_seed = {name: [load_results_folder(Path(e["scores"]), name=name) for e in es] for name, es in groups.items()}
+    models = [merge_seeds(runs) for runs in per_seed.values()]
+    by_name = {name: es[0] for name, es in groups.items()}
     variant_col = [by_name[m.name].get("variant", TEACHER) for m in models]
     rm_col = [by_name[m.name].get("rm_vid", "") if "vid" in by_name[m.name].get("variant", "").split("+") else "" for m in models]
-    speed = {r["model"]: r for r in speed_rows(entries)}
+    speed = {r["model"]: r for r in speed_rows([{**es[0], "name": name} for name, es in groups.items()])}
     steps_col = [speed[m.name]["steps"] for m in models]
-    cis = bootstrap_composites(models, spec.bootstrap, spec.seed, reference="vcm")
+    cis = bootstrap_composites(models, spec.bootstrap, spec.seed, reference="vcm", seeds=per_seed)
+    from bench.compare import analyse
+
+    configs = {name: _run_config(es[0]) for name, es in groups.items()}
+    analysis = analyse(per_seed, spec.bootstrap, spec.seed, configs, reference="vcm")
     extra = {"variant": variant_col, "rm_vid": rm_col, "steps": steps_col}
     report = build_report(models, extra)
     table = report.table.copy()
@@ -346,13 +348,20 @@ def write_ablation_report(spec: AblationSpec, entries: Sequence[dict]) -> list[P
         "composites": prefix.with_name(prefix.name + "_composites.png"),
         "ci": prefix.with_name(prefix.name + "_ci.png"),
         "speed": prefix.with_name(prefix.name + "_speed.png"),
+        "pairs": prefix.with_name(prefix.name + "_pairs.png"),
+        "pairs_csv": prefix.with_name(prefix.name + "_pairs.csv"),
     }
-    markdown = _ablation_markdown(spec, table, cis, speed, models, entries, paths)
+    from bench.compare import analysis_json, clean_for_json, markdown_sections, pair_rows, pairs_plot
+
+    markdown = _ablation_markdown(spec, table, cis, speed, models, entries, paths, markdown_sections(analysis))
     contents = {
         paths["csv"]: table.to_csv(index=False).encode(),
         paths["md"]: markdown.encode(),
-        paths["json"]: json.dumps({"spec": dataclasses.asdict(spec), "models": list(entries), "bootstrap": cis,
-                                   "speed": list(speed.values())}, indent=2, default=str).encode(),
+        paths["json"]: json.dumps(clean_for_json({"spec": dataclasses.asdict(spec), "models": list(entries), "bootstrap": cis,
+                                                  "speed": list(speed.values()), "statistics": analysis_json(analysis)}),
+                                  indent=2, default=str, allow_nan=False).encode(),
+        paths["pairs_csv"]: __import__("pandas").DataFrame(pair_rows(analysis)).to_csv(index=False).encode(),
+        paths["pairs"]: pairs_plot(analysis),
         paths["dimensions"]: report.plots["_dimensions.png"],
         paths["composites"]: report.plots["_composites.png"],
         paths["ci"]: _ci_plot(table),
@@ -398,7 +407,7 @@ def _verdict(table, cis) -> list[str]:
     return lines
 
 
-def _ablation_markdown(spec, table, cis, speed, models, entries, paths) -> str:
+def _ablation_markdown(spec, table, cis, speed, models, entries, paths, statistics: Sequence[str] = ()) -> str:
     from bench.report import markdown_table
 
     comp = table[["model", "variant", "rm_vid", "steps", "total_score", "quality_score", "semantic_score"]].copy()
@@ -426,7 +435,10 @@ def _ablation_markdown(spec, table, cis, speed, models, entries, paths) -> str:
             + ("—" if r["model"] == "vcm" else _num(r["delta_total_score_vs_vcm"], "+.2f")) + " | "
             + ("—" if r["model"] == "vcm" else _fmt_ci(c.get("delta_total_score"))) + " |"
         )
-    lines += ["", "## Reading", "", *_verdict(table, cis), ""]
+    if spec.train_seeds:
+        lines += ["", f"Each student is trained with seeds {', '.join(map(str, spec.train_seeds))}: its row is the mean over "
+                  "seeds, and the intervals resample seeds, then prompts (two-level)."]
+    lines += ["", "## Reading", "", *_verdict(table, cis), "", *statistics]
     dims_cols = ["model", "variant", "rm_vid", "steps", "total_score", "quality_score", "semantic_score"] + [
         c for c in table.columns if c in __import__("bench.report", fromlist=["VBENCH_DIMENSIONS"]).VBENCH_DIMENSIONS
     ]
@@ -445,7 +457,7 @@ def _ablation_markdown(spec, table, cis, speed, models, entries, paths) -> str:
         "",
         "## Plots",
         "",
-        *(f"![{k}]({paths[k].name})" for k in ("ci", "dimensions", "composites", "speed")),
+        *(f"![{k}]({paths[k].name})" for k in ("ci", "pairs", "dimensions", "composites", "speed")),
         "",
     ]
     return "\n".join(lines)
@@ -506,8 +518,14 @@ def _speed_plot(table) -> bytes:
 
 
 def plan_entries(spec: AblationSpec) -> list[dict]:
-    entries = [{"name": model_name(v), **v} for v in spec.variants]
-    return entries + [{"name": TEACHER, "variant": TEACHER}]
+    """One job per (variant, training seed) and one for the teacher. `name` is the job's run
+    directory, `model` the row of the report it belongs to."""
+    if spec.train_seeds is None:
+        entries = [{"name": model_name(v), "model": model_name(v), **v} for v in spec.variants]
+    else:
+        entries = [{"name": f"{model_name(v)}-seed{s}", "model": model_name(v), "train_seed": s, **v}
+                   for v in spec.variants for s in spec.train_seeds]
+    return entries + [{"name": TEACHER, "model": TEACHER, "variant": TEACHER}]
 
 
 def run_ablation(spec: AblationSpec, console: Any = None) -> list[Path]:

@@ -38,6 +38,7 @@ VERB_MODULES: list[str] = [
     "bench.generate",
     "bench.score",
     "bench.report",
+    "bench.compare",
     "bench.ablate",
 ]
 

@@ -48,3 +48,76 @@ def test_noise_only_difference_has_an_interval_covering_zero():
     b = _model("other", lambda d, p, i, rng: rng.random(), seed=2)
     lo, hi = bootstrap_composites([a, b], n=300, seed=0, reference="vcm")["other"]["delta_total_score"]
     assert lo < 0 < hi
+
+
+def _fake_job(root, name, model, variant, rm_vid, value_fn, seed, train_seed=None):
+    """A finished ablation job on disk: run.json, a manifest and tiny-benchmark result files."""
+    import json
+
+    run_dir = root / name
+    scores = run_dir / "scores" / "tiny_4step-tiny"
+    videos = run_dir / "videos" / "tiny_4step"
+    scores.mkdir(parents=True)
+    videos.mkdir(parents=True)
+    m = _model(model, value_fn, seed=seed)
+    for dim in DIMENSIONS:
+        (scores / f"{dim}_eval_results.json").write_text(json.dumps({dim: [m.dimensions[dim], m.per_video[dim]]}))
+    (scores / "bench_scoring.json").write_text(json.dumps({"benchmark": "tiny"}))
+    steps = 50 if variant == "teacher" else 4
+    (videos / "manifest.jsonl").write_text(json.dumps({"file": "x-0.mp4", "steps": steps, "nfe": 2 * steps if steps == 50 else steps,
+                                                       "seconds": 0.1 * steps, "sampling_seconds": 0.09 * steps}) + "\n")
+    config = None if variant == "teacher" else {"teacher": "tiny", "variant": variant, "rm_img": "image", "rm_vid": rm_vid or "viclip", "seed": train_seed or 0}
+    (run_dir / "run.json").write_text(json.dumps({"kind": "teacher" if config is None else "train", "config": config}))
+    entry = {"name": name, "model": model, "variant": variant, "run_dir": str(run_dir), "videos": str(videos),
+             "scores": str(scores), "timings": {}}
+    if rm_vid:
+        entry["rm_vid"] = rm_vid
+    if train_seed is not None:
+        entry["train_seed"] = train_seed
+    return entry
+
+
+def test_ablation_report_with_training_seeds_has_pairs_seeds_mde_and_leakage(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from bench.ablate import AblationSpec, plan_entries, write_ablation_report
+
+    spec = AblationSpec(variants=[{"variant": "vcm"}, {"variant": "vcm+img+vid", "rm_vid": "viclip"}], train_seeds=[0, 1, 2],
+                        bootstrap=200, work_dir=str(tmp_path / "runs"), report=str(tmp_path / "rep" / "seeds"))
+    spec.validate()
+    planned = plan_entries(spec)
+    assert [e["name"] for e in planned] == ["vcm-seed0", "vcm-seed1", "vcm-seed2", "vcm+img+vid-viclip-seed0",
+                                            "vcm+img+vid-viclip-seed1", "vcm+img+vid-viclip-seed2", "teacher"]
+    base = lambda d, p, i, rng: np.clip(0.5 + 0.1 * rng.standard_normal(), 0, 1)  # noqa: E731
+    entries = []
+    for e in planned:
+        shift = {"vcm": 0.0, "vcm+img+vid-viclip": 0.08, "teacher": 0.04}[e["model"]] + 0.02 * e.get("train_seed", 0)
+        fn = lambda d, p, i, rng, s=shift: np.clip(base(d, p, i, rng) + s, 0, 1)  # noqa: E731
+        entries.append(_fake_job(tmp_path / "runs", e["name"], e["model"], e["variant"], e.get("rm_vid"), fn,
+                                 seed=len(entries), train_seed=e.get("train_seed")))
+    write_ablation_report(spec, entries)
+    table = pd.read_csv(tmp_path / "rep" / "seeds.csv")
+    assert list(table["model"]) == ["vcm", "vcm+img+vid-viclip", "teacher"]
+    md = (tmp_path / "rep" / "seeds.md").read_text()
+    for text in ("## All pairs", "## Training seeds", "## Detectable effects", "## Reward / judge leakage",
+                 "Held-out Total (the same weights or family left out)", "two-level"):
+        assert text in md, text
+    data = json.loads((tmp_path / "rep" / "seeds.json").read_text())
+    stats = data["statistics"]
+    assert len(stats["seeds"]["vcm"]["totals"]) == 3 and stats["detectable_effects"]["seed_variance_known"]
+    pair = next(r for r in stats["pairs"] if r["metric"] == "total_score" and r["b"] == "vcm+img+vid-viclip")
+    assert pair["a"] == "vcm" and pair["difference"] < 0 and pair["p_holm"] < 0.05
+    assert stats["leakage"]["cells"]["teacher"] == [] and stats["leakage"]["cells"]["vcm"] == []
+    assert [c["dimension"] for c in stats["leakage"]["cells"]["vcm+img+vid-viclip"]] == ["overall_consistency"]
+    assert (tmp_path / "rep" / "seeds_pairs.csv").is_file() and (tmp_path / "rep" / "seeds_pairs.png").is_file()
+
+
+def test_train_seeds_must_be_distinct_non_negative_integers():
+    from bench.ablate import AblationSpec
+    from bench.config import ConfigError
+
+    for bad in ([], [0, 0], [-1], ["a"]):
+        with pytest.raises(ConfigError, match="train_seeds"):
+            AblationSpec(train_seeds=bad).validate()
