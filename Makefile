@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # Some machines' pip configs name local indexes that do not exist; their warnings are noise.
 QUIET_PIP := { grep -v "^WARNING: Location" || true; }
 
-.PHONY: demo test test-slow setup clean-venv
+.PHONY: demo test test-slow test-browser setup clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# The human-evaluation page in a real browser: Debian's headless Chromium and its driver
+# (installed here if missing; `make test` skips the test where they are absent).
+test-browser: $(STAMP)
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get update -q && apt-get install -y -q chromium chromium-driver; }
+	$(PY) -m pytest -q -m browser
 
 # The main job on the embedded default: the paper's ablation in the tiny world
 # (trains 5 variants, generates them and the 50-step teacher, scores, reports).
