@@ -39,6 +39,7 @@ VERB_MODULES: list[str] = [
     "bench.score",
     "bench.report",
     "bench.ablate",
+    "bench.export",
 ]
 
 
