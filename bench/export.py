@@ -444,7 +444,8 @@ with torch.no_grad():
 * `unet.pt`: the merged UNet's state dict under LVDM's `UNetModel` names, the w projection as
   `{LVDM_W_PROJECTION}.weight`. The released `app.py` loads a UNet file whose name does not contain "lora" with
   `unet.load_state_dict(torch.load(path))` into the UNet built from `configs/inference_t2v_512_v2.0.yaml` with
-  `time_cond_proj_dim: 256`: `python app.py --version v1 --unet_dir unet.pt --base_model_dir <VideoCrafter2 model.ckpt>`.
+  `time_cond_proj_dim: 256`: `python app.py --version v1 --unet_dir unet.pt --base_model_dir <VideoCrafter2 model.ckpt>`
+  (v1: the v2 UNet adds a motion projection that this student does not have).
 * `model.ckpt`: VideoCrafter2's checkpoint (`{{"state_dict": ...}}`) with `model.diffusion_model.*` replaced by the
   student (and `{LVDM_UNET_PREFIX}{LVDM_W_PROJECTION}.weight` added); every other tensor is the teacher's
   checkpoint's, unchanged. It loads into a LatentDiffusion built from the same yaml with `time_cond_proj_dim: 256`.
@@ -479,8 +480,8 @@ Sample with {s['steps']} LCM steps over {ts} and the embedded guidance scale w =
 def model_card(facts: dict) -> str:
     s, tr = facts["sampling"], facts["training"]
     rewards = facts["reward_models"]
-    reward_lines = "\n".join(f"* {kind}-text reward: {r['model']} (beta = {r['beta']}, {r['frames'] or 'its own number of'} frames)"
-                             for kind, r in rewards.items()) or "* none (consistency distillation only)"
+    reward_lines = "\n".join(f"  * {kind}-text reward: {r['model']} (beta = {r['beta']}, {r['frames'] or 'its own number of'} frames)"
+                             for kind, r in rewards.items()) or "  * none (consistency distillation only)"
     score_lines = []
     for sc in facts["scores"]:
         dims = ", ".join(f"{k} {v:.4f}" for k, v in sorted(sc["dimensions"].items()))
@@ -531,7 +532,7 @@ def register(app: typer.Typer) -> None:
         run: Path = typer.Argument(..., help="A finished training run directory (runs/<run>/)."),
         fmt: str = typer.Option(..., "--format", help="diffusers (ms, tiny) | lvdm (vc2) | lora (any teacher: peft adapter)."),
         out: Path = typer.Option(..., "--out", help="New folder to write (must not exist, or be empty)."),
-        no_merge: bool = typer.Option(False, "--no-merge", help="diffusers: keep the LoRA as its own file (pipe.load_lora_weights) instead of merging it into the UNet."),
+        no_merge: bool = typer.Option(False, "--no-merge", help="diffusers: the teacher's UNet in unet/ and the student as a peft adapter in unet_lora/, instead of the merged UNet."),
         device: str = typer.Option("cpu", "--device", help="Where the weights are merged (cpu, cuda)."),
     ) -> None:
         """Export a trained student: a diffusers pipeline folder, an LVDM checkpoint or a peft adapter, with a model card.

@@ -120,7 +120,19 @@ def _bench_generate(run, prompt, tmp_path, monkeypatch, geometry=None):
     summary = generate_videos(bundle, unet, [prompt], tmp_path / "videos", videos_per_prompt=1, seed=123, batch_size=1)
     record = json.loads(summary.manifest.read_text().splitlines()[0])
     assert record["timesteps"] == STRIDED_4
-    return frames[record["file"]], record["seed"], bundle
+    return frames[record["file"]], record["seed"], bundle, unet
+
+
+def _harness_latents(bundle, unet, prompt, seed):
+    """The student sampler `bench generate` runs, on one video with its recorded seed."""
+    from bench.generate import LCM_ORIGIN_STEPS
+    from t2v_turbo_core.sampling import consistency_sample
+
+    out = consistency_sample(unet, bundle.text_encoder([prompt]), bundle.latent_shape(1), bundle.schedule, num_steps=4,
+                             guidance_scale=7.5, origin_steps=LCM_ORIGIN_STEPS, spacing="strided",
+                             generator=[torch.Generator().manual_seed(seed)], guidance_embedding_dim=256)
+    assert out.timesteps == STRIDED_4
+    return out.latents
 
 
 def _as_uint8(video):
@@ -155,9 +167,12 @@ def test_tiny_diffusers_export_loads_with_diffusers_and_samples_bench_generates_
         torch.testing.assert_close(pipe.unet.state_dict()[k], v, rtol=0, atol=0)
 
     prompt = "a red circle"
-    frames, seed, bundle = _bench_generate(tiny_run, prompt, tmp_path, monkeypatch)
+    frames, seed, bundle, unet = _bench_generate(tiny_run, prompt, tmp_path, monkeypatch)
     scope = _card_snippet(out, prompt, seed, (bundle.num_frames, bundle.height, bundle.width))
     _assert_same_video(frames, _as_uint8(scope["video"]))
+    # Latents: within 1e-4 + 1e-5 relative (the same float32 arithmetic in two orders; a wrong w or
+    # timestep moves them by ~0.5).
+    torch.testing.assert_close(scope["latents"], _harness_latents(bundle, unet, prompt, seed), rtol=1e-5, atol=1e-4)
     facts = json.loads((out / "export.json").read_text())
     assert facts["sampling"]["timesteps"] == STRIDED_4 and facts["sampling"]["guidance_scale"] == 7.5
     card = (out / "README.md").read_text()
@@ -178,7 +193,7 @@ def test_no_merge_keeps_the_lora_beside_the_unet_and_gives_the_same_video(tiny_r
     assert set(unet) == set(teacher) | {"time_embedding.cond_proj.weight"} and not unet["time_embedding.cond_proj.weight"].any()
     assert all(torch.equal(unet[k], v) for k, v in teacher.items())
     prompt = "a blue square"
-    frames, seed, bundle = _bench_generate(tiny_run, prompt, tmp_path, monkeypatch)
+    frames, seed, bundle, _ = _bench_generate(tiny_run, prompt, tmp_path, monkeypatch)
     scope = _card_snippet(out, prompt, seed, (bundle.num_frames, bundle.height, bundle.width))
     assert "PeftModel.from_pretrained(pipe.unet" in (out / "README.md").read_text()
     _assert_same_video(frames, _as_uint8(scope["video"]))
@@ -192,9 +207,10 @@ def test_modelscope_diffusers_export_equals_bench_generate(ms_run, tmp_path, mon
     assert json.loads((out / "model_index.json").read_text())["unet"] == ["diffusers", "UNet3DConditionModel"]
     assert UNet3DConditionModel.load_config(str(out / "unet"))["time_cond_proj_dim"] == 256
     geometry = (3, 16, 16)
-    frames, seed, _ = _bench_generate(run, "a corgi running on the beach", tmp_path, monkeypatch, geometry)
+    frames, seed, bundle, unet = _bench_generate(run, "a corgi running on the beach", tmp_path, monkeypatch, geometry)
     scope = _card_snippet(out, "a corgi running on the beach", seed, geometry)
     _assert_same_video(frames, _as_uint8(scope["video"]))
+    torch.testing.assert_close(scope["latents"], _harness_latents(bundle, unet, "a corgi running on the beach", seed), rtol=1e-5, atol=1e-4)
     # ...and without the w projection's input (what TextToVideoSDPipeline.__call__ would do) it is another video.
     pipe, text, lat = scope["pipe"], scope["text"], torch.randn(1, 4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
