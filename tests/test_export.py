@@ -5,6 +5,7 @@ checkpoints in their official layouts)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -360,3 +361,54 @@ def test_bad_input_exits_2_and_writes_nothing(tiny_run, tmp_path, monkeypatch):
     code, text = run(tiny_run, "--format", "lora", "--out", out)
     assert code == 0, text
     assert (out / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.skipif(not os.environ.get("T2V_TURBO_SRC"),
+                    reason="set T2V_TURBO_SRC to a Ji4chenLi/t2v-turbo checkout (needs einops)")
+def test_lvdm_unet_pt_loads_strictly_into_the_released_unetmodel(tmp_path, monkeypatch):
+    """The released code's own UNetModel (time_cond_proj_dim=256) takes unet.pt with
+    `load_state_dict(strict=True)`, as its app.py does, and computes the harness's student."""
+    import dataclasses
+    import os
+    import sys
+
+    import bench.runs
+    from t2v_turbo_core.arch.videocrafter2 import VideoCrafter2UNet
+    from t2v_turbo_core.teachers import load_videocrafter2
+
+    pytest.importorskip("einops")
+    sys.path.insert(0, os.environ["T2V_TURBO_SRC"])
+    try:
+        from lvdm.modules.networks.openaimodel3d import UNetModel
+    finally:
+        sys.path.pop(0)
+    # LVDM hard-codes 8 init_attn heads and 32-group norms: a tiny config it can build.
+    unet_cfg = TINY_VC2.unet.replace(init_attn_heads=8, norm_num_groups=32)
+    config = dataclasses.replace(TINY_VC2, unet=unet_cfg)
+
+    torch.manual_seed(0)
+    state = {k: v for k, v in tiny_vc2_state_dict().items() if not k.startswith("model.diffusion_model.")}
+    state.update({f"model.diffusion_model.{k}": torch.randn_like(v) * 0.05 for k, v in VideoCrafter2UNet(unet_cfg).state_dict().items()})
+    ckpt = write_ckpt(tmp_path / "model.ckpt", state)
+    monkeypatch.setattr(bench.runs, "load_teacher", lambda cfg, device="cpu": load_videocrafter2(ckpt, device=device, config=config))
+    cfg = load_config("vc2", [f"weights.videocrafter2={ckpt}", "variant=vcm", "lora_rank=4", "lora_dropout=0.0"])
+    run = _finished_run(tmp_path / "run", cfg, load_videocrafter2(ckpt, config=config))
+    out = _export(run, "lvdm", tmp_path / "export")
+
+    c = unet_cfg
+    ref = UNetModel(
+        in_channels=c.in_channels, out_channels=c.out_channels, model_channels=c.model_channels,
+        attention_resolutions=list(c.attention_resolutions), num_res_blocks=c.num_res_blocks,
+        channel_mult=list(c.channel_mult), num_head_channels=c.num_head_channels, context_dim=c.context_dim,
+        use_linear=True, use_checkpoint=False, temporal_conv=True, temporal_attention=True, temporal_selfatt_only=True,
+        use_relative_position=False, use_causal_attention=False, temporal_length=16, addition_attention=True,
+        fps_cond=True, time_cond_proj_dim=256,
+    ).eval()  # fmt: skip
+    ref.load_state_dict(torch.load(out / "unet.pt", map_location="cpu"), strict=True)
+    _, student, _ = load_run_student(run)
+    g = torch.Generator().manual_seed(0)
+    z, ctx = torch.randn(1, 4, 3, 4, 6, generator=g), torch.randn(1, 77, 32, generator=g)
+    w = guidance_scale_embedding(torch.tensor([7.5]))
+    with torch.no_grad():
+        torch.testing.assert_close(ref(z, torch.tensor([759]), context=ctx, timestep_cond=w, fps=16),
+                                   predict_noise(student, z, torch.tensor([759]), ctx, w, fps=16), rtol=1e-4, atol=1e-5)

@@ -70,3 +70,37 @@ def test_wandb_asked_for_but_not_installed_is_a_clear_error(random_zoo, tmp_path
     result = CliRunner().invoke(app, ["train", "--run-dir", str(tmp_path / "r"), "--tracker", "mlflow", "steps=1"])
     assert result.exit_code == 2 and "unknown tracker" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_wandb_tracker_gets_every_curve_when_installed(random_zoo, tmp_path, monkeypatch):
+    """W&B through accelerate's WandBTracker; a stand-in `wandb` module records the calls."""
+    import importlib.machinery
+    import sys
+    import types
+
+    calls = {"init": None, "log": [], "finished": False}
+
+    class Run:
+        def log(self, values, step=None):
+            calls["log"].append((step, dict(values)))
+
+        def finish(self):
+            calls["finished"] = True
+
+    def init(**kwargs):
+        calls["init"] = kwargs
+        return Run()
+
+    fake = types.ModuleType("wandb")
+    fake.__spec__ = importlib.machinery.ModuleSpec("wandb", None)
+    fake.init = init
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    cfg = load_config("tiny", [f"weights.tiny_zoo={random_zoo}", "batch_size=1", "lora_rank=4", "lora_alpha=4",
+                               "log_every=1", "steps=2", "variant=vcm+img"])
+    train(cfg, tmp_path / "run", device="cpu", tracker="wandb")
+    assert calls["init"]["project"] == "t2v-turbo-bench" and calls["init"]["name"] == "run"
+    assert calls["init"]["config"]["variant"] == "vcm+img" and calls["finished"]
+    assert [s for s, _ in calls["log"]] == [1, 2]
+    assert {"loss/total", "loss/consistency", "loss/reward", "reward/image", "train/grad_norm", "train/lr",
+            "train/seconds_per_step"} <= set(calls["log"][-1][1])
+    assert not (tmp_path / "run" / "tensorboard").exists()
