@@ -343,15 +343,16 @@ def open_tracker(tracker: str, run_dir: Path, run_name: str, log_dir: Path | Non
     """An accelerate tracker for the training curves (main process only), or None.
 
     TensorBoard writes offline into `log_dir/run_name` (default: RUN/tensorboard/RUN_NAME); a
-    resumed run purges the events at and after its checkpoint's step, so no step is plotted
-    twice. W&B runs in the project `t2v-turbo-bench` with the run's config.
+    (re)started run purges the events logged after its checkpoint's step (all of them when it
+    starts from step 0), so no step is plotted twice. W&B runs in the project
+    `t2v-turbo-bench` with the run's config.
     """
     if tracker == "none":
         return None
     from accelerate.tracking import TensorBoardTracker, WandBTracker
 
     if tracker == "tensorboard":
-        t = TensorBoardTracker(run_name, str(log_dir or run_dir / TENSORBOARD_DIR), purge_step=first_step + 1 if first_step else None)
+        t = TensorBoardTracker(run_name, str(log_dir or run_dir / TENSORBOARD_DIR), purge_step=first_step + 1)
     else:
         t = WandBTracker("t2v-turbo-bench", name=run_name, dir=str(run_dir), config=config, resume="allow")
     t.start()
