@@ -347,7 +347,16 @@ def _scores(run_dir: Path) -> list[dict]:
                 pass
         clean = {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and math.isfinite(v)}
         if clean:
-            found.append({"label": summary.parent.name, "benchmark": bench_name, "dimensions": clean})
+            entry = {"label": summary.parent.name, "benchmark": bench_name, "dimensions": clean}
+            try:
+                from bench.report import composite_scores
+
+                composites = composite_scores(clean, bench_name)  # None unless all 16 dimensions are there
+            except ValueError:
+                composites = None
+            if composites:
+                entry["composites"] = {k: float(v) for k, v in composites.items()}
+            found.append(entry)
     return found
 
 
@@ -485,7 +494,8 @@ def model_card(facts: dict) -> str:
     score_lines = []
     for sc in facts["scores"]:
         dims = ", ".join(f"{k} {v:.4f}" for k, v in sorted(sc["dimensions"].items()))
-        score_lines.append(f"* `{sc['label']}` ({sc['benchmark']}): {dims}")
+        comp = "".join(f"{k.replace('_score', '').title()} {100 * v:.2f}%; " for k, v in sc.get("composites", {}).items())
+        score_lines.append(f"* `{sc['label']}` ({sc['benchmark']}): {comp}{dims}")
     scores = "\n".join(score_lines) or "* none yet (the run has no scores/ folder; `bench score` or `bench ablate` makes them)"
     seeds = ", ".join(f"{k}: {v}" for k, v in facts["generation_seeds"].items()) or "none yet"
     extra = ", ".join(f"{k}={v}" for k, v in s["unet_kwargs"].items())

@@ -55,6 +55,12 @@ def tiny_run(random_zoo, tmp_path_factory):
     scores.mkdir(parents=True)
     (scores / "summary.json").write_text(json.dumps({"color": 0.25, "object_class": 0.5}))
     (scores / "bench_scoring.json").write_text(json.dumps({"benchmark": "tiny"}))
+    from bench.tinyworld.suite import DIMENSIONS
+
+    complete = run / "scores" / "tiny_8step-tiny"  # all 16 dimensions: the card gives the composites too
+    complete.mkdir()
+    (complete / "summary.json").write_text(json.dumps({d: 0.5 for d in DIMENSIONS}))
+    (complete / "bench_scoring.json").write_text(json.dumps({"benchmark": "tiny"}))
     return run
 
 
@@ -100,6 +106,27 @@ def _card_snippet(out: Path, prompt: str, seed: int, geometry: tuple[int, int, i
     scope: dict = {}
     exec(compile(code, "model-card", "exec"), scope)
     return scope
+
+
+def _card_snippet_alone(out: Path, prompt: str, seed: int, geometry: tuple[int, int, int], tmp_path: Path) -> dict:
+    """The card's code in a fresh interpreter that has torch and diffusers but not this repository."""
+    import subprocess
+    import sys
+
+    card = (out / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", card, re.S).group(1)
+    code = re.sub(r"^DIR, prompt, seed = .*$", f"DIR, prompt, seed = {str(out)!r}, {prompt!r}, {seed}", code, flags=re.M)
+    code = re.sub(r"^frames, height, width = .*$", "frames, height, width = %d, %d, %d" % geometry, code, flags=re.M)
+    result = tmp_path / "alone.pt"
+    code += f"\nimport sys\nassert 'bench' not in sys.modules and 't2v_turbo_core' not in sys.modules\n"
+    code += f"torch.save({{'video': video, 'latents': latents}}, {str(result)!r})\n"
+    script = tmp_path / "card_code.py"
+    script.write_text(code)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-I", str(script)], cwd=tmp_path, env={**env, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return torch.load(result, weights_only=True)
 
 
 def _bench_generate(run, prompt, tmp_path, monkeypatch, geometry=None):
@@ -178,6 +205,7 @@ def test_tiny_diffusers_export_loads_with_diffusers_and_samples_bench_generates_
     assert facts["sampling"]["timesteps"] == STRIDED_4 and facts["sampling"]["guidance_scale"] == 7.5
     card = (out / "README.md").read_text()
     assert "tiny_4step-tiny" in card and "color 0.2500" in card  # the run's scores
+    assert "`tiny_8step-tiny` (tiny): Total 50.00%; Quality 50.00%; Semantic 50.00%" in card
     assert "R_img + R_vid" in card and "viclip" in card and "image" in card
 
 
@@ -209,9 +237,10 @@ def test_modelscope_diffusers_export_equals_bench_generate(ms_run, tmp_path, mon
     assert UNet3DConditionModel.load_config(str(out / "unet"))["time_cond_proj_dim"] == 256
     geometry = (3, 16, 16)
     frames, seed, bundle, unet = _bench_generate(run, "a corgi running on the beach", tmp_path, monkeypatch, geometry)
+    alone = _card_snippet_alone(out, "a corgi running on the beach", seed, geometry, tmp_path)  # diffusers alone
+    _assert_same_video(frames, _as_uint8(alone["video"]))
+    torch.testing.assert_close(alone["latents"], _harness_latents(bundle, unet, "a corgi running on the beach", seed), rtol=1e-5, atol=1e-4)
     scope = _card_snippet(out, "a corgi running on the beach", seed, geometry)
-    _assert_same_video(frames, _as_uint8(scope["video"]))
-    torch.testing.assert_close(scope["latents"], _harness_latents(bundle, unet, "a corgi running on the beach", seed), rtol=1e-5, atol=1e-4)
     # ...and without the w projection's input (what TextToVideoSDPipeline.__call__ would do) it is another video.
     pipe, text, lat = scope["pipe"], scope["text"], torch.randn(1, 4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
