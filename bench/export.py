@@ -106,7 +106,11 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path, merge: bool = Tru
     """Export the finished run `run_dir` as `fmt` into the new folder `out`; returns `out`."""
     from bench.runs import load_run_student
 
+    import torch
+
     plan = plan_export(run_dir, fmt, out, merge)
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ExportError(f"--device {device}: no CUDA device is available here (use --device cpu)")
     say = progress or (lambda message: None)
     plan.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = plan.out.with_name(f".{plan.out.name}.partial")

@@ -359,6 +359,9 @@ def test_bad_input_exits_2_and_writes_nothing(tiny_run, tmp_path, monkeypatch):
     assert code == 2 and "not a run directory" in text
     code, text = run(tiny_run, "--format", "lora", "--out", out, "--no-merge")
     assert code == 2 and "--no-merge" in text
+    if not torch.cuda.is_available():
+        code, text = run(tiny_run, "--format", "lora", "--out", out, "--device", "cuda")
+        assert code == 2 and "no CUDA device" in text
     assert not out.exists()
 
     full = tmp_path / "full"
