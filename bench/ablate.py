@@ -179,10 +179,13 @@ def run_job(spec_dict: dict, entry: dict, queue: Any = None) -> dict:
         cfg = load_config(spec.train_config, overrides)
         status = read_run(run_dir).get("status") if (run_dir / "run.json").is_file() else None
         if status != "finished":
-            from bench.train import train
+            from bench.train import TENSORBOARD_DIR, train
 
+            # One TensorBoard log directory for the whole ablation (WORK_DIR/tensorboard/<model>/):
+            # `tensorboard --logdir WORK_DIR/tensorboard` overlays every variant's curves.
             train(cfg, run_dir, resume=status is not None, device="cpu" if not torch.cuda.is_available() else None,
-                  on_step=lambda step, logs: report("train", step, cfg.steps))
+                  on_step=lambda step, logs: report("train", step, cfg.steps),
+                  tracker_dir=Path(spec.work_dir) / TENSORBOARD_DIR)
         timings["train_seconds"] = float(read_run(run_dir).get("train_seconds", time.time() - t0))
         bundle, unet, _ = load_run_student(run_dir)
     label, score_label = _labels(spec, teacher)

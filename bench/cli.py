@@ -41,6 +41,7 @@ VERB_MODULES: list[str] = [
     "bench.compare",
     "bench.humaneval",
     "bench.ablate",
+    "bench.export",
 ]
 
 

@@ -196,13 +196,20 @@ def train(
     progress: Any = None,
     on_step: Callable[[int, dict], None] | None = None,
     device: str | None = None,
+    tracker: str = "tensorboard",
+    tracker_dir: Path | None = None,
 ) -> dict:
-    """Train one variant into `run_dir`; returns a summary. Resumable; multi-process via accelerate."""
+    """Train one variant into `run_dir`; returns a summary. Resumable; multi-process via accelerate.
+
+    tracker: where the training curves also go (tensorboard | wandb | none; `open_tracker`);
+    tracker_dir: the TensorBoard log directory (default RUN/tensorboard).
+    """
     from accelerate import Accelerator
 
     from t2v_turbo_core.lora import save_student, trainable_parameters
 
     cfg.validate()
+    check_tracker(tracker)
     accelerator = Accelerator(cpu=(device == "cpu"), mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
     rank, world = accelerator.process_index, accelerator.num_processes
     run_dir = Path(run_dir)
@@ -249,6 +256,8 @@ def train(
     log_path = run_dir / "train_log.csv"
     if accelerator.is_main_process and step == 0 and log_path.exists():
         log_path.unlink()  # a fresh start (no checkpoint yet): no stale rows
+    curves = open_tracker(tracker, run_dir, run_dir.name, tracker_dir, step, config_to_dict(cfg)) if accelerator.is_main_process else None
+    curve_clock = (time.time(), step)
     task = progress.add_task(run_dir.name, total=cfg.steps, completed=step, info="") if (progress and accelerator.is_main_process) else None
     t0 = time.time() - elapsed
     last: dict[str, float] = {}
@@ -276,6 +285,9 @@ def train(
         last = {**out.as_log(), "grad_norm": float(grad_norm), "lr": lr}
         if accelerator.is_main_process and (step % cfg.log_every == 0 or step == cfg.steps):
             _append_log(log_path, step, time.time() - t0, last)
+            if curves is not None:
+                curves.log(curve_values(last, (time.time() - curve_clock[0]) / (step - curve_clock[1])), step=step)
+                curve_clock = (time.time(), step)
         if task is not None:
             progress.update(task, completed=step, info=f"cd={last['loss_cd']:.4f} R_img={last['reward_img']:.3f} R_vid={last['reward_vid']:.3f}")
         if on_step is not None:
@@ -287,6 +299,8 @@ def train(
         save_student(accelerator.unwrap_model(student), student_adapter_path(run_dir),
                      metadata={"step": str(step), "variant": cfg.variant, "rm_vid": cfg.rm_vid})
         _set_status(run_dir, "finished", {"steps": step, "train_seconds": round(time.time() - t0, 1), "final": last})
+        if curves is not None:
+            curves.finish()
     accelerator.wait_for_everyone()
     return {"run_dir": str(run_dir), "steps": step, "seconds": round(time.time() - t0, 1), "final": last,
             "main_process": accelerator.is_main_process}
@@ -307,6 +321,54 @@ def _set_status(run_dir: Path, status: str, extra: dict) -> None:
     write_json_atomic(run_dir / "run.json", record)
 
 
+# --- training curves ----------------------------------------------------------------------
+
+TRACKERS = ("tensorboard", "wandb", "none")
+TENSORBOARD_DIR = "tensorboard"  # under the run directory (bench ablate: under its work_dir)
+
+
+def check_tracker(tracker: str) -> None:
+    """Fail before training starts when the tracker asked for cannot run."""
+    import importlib.util
+
+    if tracker not in TRACKERS:
+        raise TrainingError(f"unknown tracker {tracker!r}; choose one of {', '.join(TRACKERS)}")
+    needs = {"tensorboard": "tensorboard", "wandb": "wandb"}.get(tracker)
+    if needs and importlib.util.find_spec(needs) is None:
+        raise TrainingError(f"--tracker {tracker}: the `{needs}` package is not installed (pip install {needs}), "
+                            "or pass --tracker none (train_log.csv is written either way)")
+
+
+def open_tracker(tracker: str, run_dir: Path, run_name: str, log_dir: Path | None, first_step: int, config: dict):
+    """An accelerate tracker for the training curves (main process only), or None.
+
+    TensorBoard writes offline into `log_dir/run_name` (default: RUN/tensorboard/RUN_NAME); a
+    (re)started run purges the events logged after its checkpoint's step (all of them when it
+    starts from step 0), so no step is plotted twice. W&B runs in the project
+    `t2v-turbo-bench` with the run's config.
+    """
+    if tracker == "none":
+        return None
+    from accelerate.tracking import TensorBoardTracker, WandBTracker
+
+    if tracker == "tensorboard":
+        t = TensorBoardTracker(run_name, str(log_dir or run_dir / TENSORBOARD_DIR), purge_step=first_step + 1)
+    else:
+        t = WandBTracker("t2v-turbo-bench", name=run_name, dir=str(run_dir), config=config, resume="allow")
+    t.start()
+    return t
+
+
+def curve_values(values: dict, seconds_per_step: float) -> dict[str, float]:
+    """What the curves show: every loss term, the rewards the variant uses, grad norm, lr,
+    seconds per step (grouped as TensorBoard sections by their prefix)."""
+    names = {"loss": "loss/total", "loss_cd": "loss/consistency", "loss_reward": "loss/reward",
+             "reward_img": "reward/image", "reward_vid": "reward/video", "grad_norm": "train/grad_norm", "lr": "train/lr"}
+    out = {names.get(k, f"train/{k}"): float(v) for k, v in values.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+    out["train/seconds_per_step"] = float(seconds_per_step)
+    return out
+
+
 # --- CLI ----------------------------------------------------------------------------------
 
 
@@ -320,6 +382,7 @@ def register(app: typer.Typer) -> None:
         run_dir: Path = typer.Option(None, "--run-dir", help="Run directory (default: runs/<teacher>-<variant>-<time>)."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its last checkpoint."),
         device: str = typer.Option(None, "--device", help="cpu to force the CPU (default: accelerate's choice)."),
+        tracker: str = typer.Option("tensorboard", "--tracker", help="Training curves: tensorboard (offline, into RUN/tensorboard; `tensorboard --logdir RUN`), wandb (needs the wandb package) or none. train_log.csv is written either way."),
     ) -> None:
         """Train one ablation variant; extra KEY=VALUE arguments override the config.
 
@@ -327,6 +390,7 @@ def register(app: typer.Typer) -> None:
           bench train --variant vcm+img+vid --rm-vid viclip steps=300 lr=1e-3
           bench train --config vc2 --variant vcm+img+vid --rm-vid internvid2 data.annotations=webvid.csv
           bench train --run-dir runs/my-run --resume
+          bench train --variant vcm --tracker wandb
           accelerate launch --multi_gpu --num_processes 2 -m bench train --device cpu --variant vcm steps=100
         (accelerate's torchrun launcher; on a machine without GPUs the processes use gloo on the CPU)
         """
@@ -347,11 +411,16 @@ def register(app: typer.Typer) -> None:
         except (ConfigError, RunError) as err:
             print_error(console, err)
             raise typer.Exit(2)
+        try:
+            check_tracker(tracker)
+        except TrainingError as err:
+            print_error(console, err)
+            raise typer.Exit(2)
         target = run_dir or Path("runs") / default_run_name(cfg)
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console) as progress:
             try:
-                summary = train(cfg, target, resume=resume, progress=progress, device=device)
+                summary = train(cfg, target, resume=resume, progress=progress, device=device, tracker=tracker)
             except TrainingError as err:
                 print_error(console, err)
                 raise typer.Exit(1)

@@ -56,6 +56,16 @@ def test_ablation_trains_generates_scores_reports_and_resumes(random_zoo, tmp_pa
     assert json.loads((kept / "vcm+img+vid-internvid2" / "run.json").read_text()) == run
     assert (kept / "vcm" / "train_log.csv").read_text().startswith("step,")
     assert (kept / "teacher" / "run.json").is_file() and not (kept / "teacher" / "train_log.csv").exists()
+    # Every variant's training curves in one TensorBoard log directory (a run each), so they overlay.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = tmp_path / "runs" / "tensorboard"
+    assert sorted(p.name for p in board.iterdir()) == ["vcm", "vcm+img+vid-internvid2"]
+    for name in ("vcm", "vcm+img+vid-internvid2"):
+        acc = EventAccumulator(str(board / name))
+        acc.Reload()
+        assert [e.step for e in acc.Scalars("loss/consistency")][-1] == 2  # steps=2
+    assert "reward/video" in acc.Tags()["scalars"]
     # Same seeds for every model: the videos of one prompt/index share their seed.
     seeds = [json.loads(l)["seed"] for m in ("vcm", "teacher") for l in
              (tmp_path / "runs" / m / "videos").glob("*/manifest*.jsonl").__next__().read_text().splitlines()[:1]]
