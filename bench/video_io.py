@@ -73,19 +73,20 @@ def probe_video(path: str | Path) -> int:
     if not path.is_file():
         raise VideoReadError(f"video not found: {path}")
     if path.stat().st_size == 0:
-        raise VideoReadError(f"video is empty (0 bytes): {path}")
+        raise VideoReadError(f"cannot decode video {path}: the file is empty (0 bytes)")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise VideoReadError(f"video is cut short or corrupt (no video stream in its header): {path}")
+                raise VideoReadError(f"cannot decode video {path}: cut short or corrupt (no video stream in its header)")
             stream = container.streams.video[0]
             frames = int(stream.frames or 0)
     except VideoReadError:
         raise
     except Exception as err:  # noqa: BLE001 - any container failure is a damaged file to the caller
-        raise VideoReadError(f"video is cut short or corrupt ({type(err).__name__}: {err}): {path}") from None
+        why = getattr(err, "strerror", None) or str(err)
+        raise VideoReadError(f"cannot decode video {path}: cut short or not a video container ({why})") from None
     if frames <= 0:
-        raise VideoReadError(f"video is cut short or corrupt (its header lists no frames): {path}")
+        raise VideoReadError(f"cannot decode video {path}: cut short or corrupt (its header lists no frames)")
     return frames
 
 
