@@ -10,6 +10,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bench.console import BenchError
+
+
+class BadValue(BenchError, ValueError):
+    """A user-given value that cannot be used (exit 2); a ValueError for callers that catch those."""
+
 
 def number_problem(value: Any, lo: float | None = None, hi: float | None = None, *,
                    lo_open: bool = False, hi_open: bool = False, integer: bool = False) -> str | None:
@@ -39,17 +45,17 @@ def check_device(device: str | None, what: str = "--device") -> str | None:
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError):
-        raise ValueError(f"{what} {device!r}: not a device name (cpu, cuda, cuda:N, mps)") from None
+        raise BadValue(f"{what} {device!r}: not a device name (cpu, cuda, cuda:N, mps)") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"{what} {device!r}: no CUDA device is available on this machine (use cpu)")
+            raise BadValue(f"{what} {device!r}: no CUDA device is available on this machine (use cpu)")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"{what} {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise BadValue(f"{what} {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     elif dev.type == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise ValueError(f"{what} {device!r}: MPS is not available on this machine")
+            raise BadValue(f"{what} {device!r}: MPS is not available on this machine")
     elif dev.type != "cpu":
-        raise ValueError(f"{what} {device!r}: unsupported device type (cpu, cuda, cuda:N, mps)")
+        raise BadValue(f"{what} {device!r}: unsupported device type (cpu, cuda, cuda:N, mps)")
     return device
 
 
