@@ -48,6 +48,9 @@ EXIT_CODES: dict[str, int] = {
     "bench.tinyworld.build.StageError": RUN_FAILED,
     "bench.vbench_env.VBenchEnvError": RUN_FAILED,
     "bench._vbench_driver.DownloadBlocked": RUN_FAILED,
+    # A cut weight file met inside diffusers/transformers loaders (bench's own loaders raise
+    # WeightsFileError naming the file first).
+    "safetensors._safetensors_rust.SafetensorError": INPUT_ERROR,
     # A file or folder the user named that is not there, not readable, or not text.
     "builtins.FileNotFoundError": INPUT_ERROR,
     "builtins.NotADirectoryError": INPUT_ERROR,

@@ -160,7 +160,7 @@ def save_checkpoint(run_dir: Path, step: int, student, optimizer, distiller, acc
     torch.save({"torch": torch.get_rng_state()}, tmp / f"rng-{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (tmp / "state.json").write_text(json.dumps({"step": step, "elapsed": elapsed, "world": accelerator.num_processes}))
+        (tmp / "state.json").write_text(json.dumps({"step": step, "elapsed": elapsed, "world": accelerator.num_processes}, allow_nan=False))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         for old in _checkpoint_dirs(run_dir)[:-keep]:

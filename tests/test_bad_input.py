@@ -309,3 +309,20 @@ def test_exit_codes_are_mapped_in_one_table():
     for name in EXIT_CODES:  # every entry names a class that exists
         module, _, cls = name.rpartition(".")
         assert hasattr(importlib.import_module(module), cls), name
+
+
+def test_zoo_check_of_another_zoo_keeps_its_contact_sheets_out_of_the_repository(random_zoo, tmp_path, monkeypatch):
+    """The sheets default to the checked zoo's output folder, not docs/img (the shipped zoo's figures)."""
+    from bench.tinyworld import check as C
+
+    seen = {}
+
+    def first_gate(teacher):
+        seen["dirs"] = sorted(p.name for p in tmp_path.iterdir())
+        raise RuntimeError("stop after the setup")  # the gates themselves take minutes
+
+    monkeypatch.setattr(C, "vae_gate", first_gate)
+    monkeypatch.chdir(tmp_path)  # where the old default, docs/img relative to the cwd, would land
+    result = CliRunner().invoke(app, ["zoo", "check", "--zoo-dir", str(random_zoo), "--out", str(tmp_path / "out" / "gates.json")])
+    assert result.exit_code == 1 and "stop after the setup" in result.output
+    assert seen["dirs"] == ["out"]  # the sheets' folder is gates.json's; no docs/ anywhere
