@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from bench.console import print_error
+from bench.console import BenchError, print_error
 
 zoo_app = typer.Typer(help="The tiny world's model zoo: rebuild it from scratch, resumably.", no_args_is_help=True)
 
@@ -32,6 +32,8 @@ def build(
     from bench.tinyworld import build as B
 
     console = Console(stderr=True)
+    if threads < 1:
+        raise BenchError(f"--threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)
     names = stage or list(B.STAGES)
     unknown = [s for s in names if s not in B.STAGES]
@@ -83,6 +85,8 @@ def check(
     from bench.validate import json_safe
 
     console = Console()
+    if threads < 1:
+        raise BenchError(f"--threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)
     d = resolve(zoo_dir)
     target = out or d / "gates.json"

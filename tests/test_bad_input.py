@@ -326,3 +326,25 @@ def test_zoo_check_of_another_zoo_keeps_its_contact_sheets_out_of_the_repository
     result = CliRunner().invoke(app, ["zoo", "check", "--zoo-dir", str(random_zoo), "--out", str(tmp_path / "out" / "gates.json")])
     assert result.exit_code == 1 and "stop after the setup" in result.output
     assert seen["dirs"] == ["out"]  # the sheets' folder is gates.json's; no docs/ anywhere
+
+
+@pytest.mark.parametrize("damage", ["empty", "cut"])
+def test_a_damaged_mp4_gives_one_clean_line_without_decoder_noise(damage, tmp_path, monkeypatch):
+    """FFmpeg's own log lines ("moov atom not found") come from C, past any in-process capture:
+    only a fresh process shows whether they reach the terminal."""
+    import subprocess
+    import sys
+
+    w = World.__new__(World)
+    w.tmp = tmp_path
+    folder = w.videos(damage=damage)
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+    res = subprocess.run([sys.executable, "-m", "bench", "score", "tiny", "--videos-dir", str(folder), "-d",
+                          "temporal_flickering", "--out", str(tmp_path / "scores")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: cannot decode video"), res.stderr
+    assert "moov" not in res.stderr and "video_reader" not in res.stderr
+    assert not (tmp_path / "scores").exists()
