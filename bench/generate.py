@@ -291,15 +291,6 @@ def _append_record(path: Path, record: dict) -> None:
         os.fsync(f.fileno())
 
 
-def _repair_torn_tail(path: Path) -> None:
-    """End the file with a newline, so that a record torn by a kill does not swallow the next."""
-    if path.is_file() and path.stat().st_size:
-        with open(path, "rb+") as f:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
-
-
 def _write_json(path: Path, data: Any) -> None:
     # A per-process temp name: two shards may write the same folder.
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

@@ -979,6 +979,8 @@ def tiny_command(
 
     err, out_console = Console(stderr=True), Console()
     try:
+        if threads < 1:
+            raise TinyScoreError(f"--threads must be >= 1, got {threads}")
         vdir, label = resolve_videos(run, videos, videos_dir)
         dims = resolve_dimensions(dimension)
         out_dir = (out or default_out_dir(vdir, label)).resolve()

@@ -189,6 +189,8 @@ CASES = {
     "generate: --guidance-scale inf (teacher)": (lambda w: [*GEN, "--teacher", "--config", "tiny", "--suite", "tiny", "--guidance-scale", "inf"], 2, ["--guidance-scale", "finite"]),
     "generate: --guidance-scale -1": (lambda w: _gen_run(w, "--suite", "tiny", "--guidance-scale", "-1"), 2, ["--guidance-scale", ">= 0"]),
     "generate: --seed -5": (lambda w: _gen_run(w, "--suite", "tiny", "--seed", "-5"), 2, ["--seed", ">= 0"]),
+    "generate: --batch-size 0": (lambda w: _gen_run(w, "--suite", "tiny", "--batch-size", "0"), 2, ["--batch-size"]),
+    "generate: --videos-per-prompt 0": (lambda w: [*_gen_run(w, "--suite", "tiny"), "--videos-per-prompt", "0"], 2, ["--videos-per-prompt"]),
     "generate: --steps out of range": (lambda w: _gen_run(w, "--suite", "tiny", "--steps", "51"), 2, ["--steps 51"]),
     "generate: unknown dimension": (lambda w: _gen_run(w, "--suite", "tiny", "--dimension", "colour"), 2, ["colour"]),
     "generate: ../ in a prompt": (lambda w: _gen_run(w, "--prompt-file", _prompt_file(w, "../../etc/escape\n")), 2, ["file name", "../../etc/escape"]),
@@ -215,6 +217,7 @@ CASES = {
     "score tiny: truncated zoo file": (lambda w: _score(w, w.color_videos, "-d", "color", "--zoo", str(w.bad_zoo)), 2, ["eval_probe.safetensors", "truncated"]),
     "score tiny: unknown dimension": (lambda w: _score(w, w.videos(), "-d", "sharpness"), 2, ["sharpness"]),
     "score tiny: corrupt suite_info.json": (lambda w: (w.file("videos/suite_info.json", "{oops"), _score(w, w.videos(), "-d", "temporal_flickering"))[1], 2, ["suite_info.json", "unreadable"]),
+    "score tiny: --threads 0": (lambda w: _score(w, w.videos(), "-d", "temporal_flickering", "--threads", "0"), 2, ["--threads"]),
     "score tiny: missing run": (lambda w: ["score", "tiny", "--run", str(w.tmp / "nope")], 2, ["nope"]),
     # ---- bench report
     "report: corrupt JSON": (lambda w: ["report", str(w.results("{bad")), "--out", str(w.tmp / "rep")], 2, ["not valid JSON"]),
@@ -227,6 +230,7 @@ CASES = {
     "ablate: corrupt YAML": (lambda w: ["ablate", "--config", str(w.file("ablate.yaml", "variants: [\n"))], 2, ["not valid YAML"]),
     # ---- bench zoo
     "zoo check: truncated zoo file": (lambda w: ["zoo", "check", "--zoo-dir", str(w.bad_zoo), "--out", str(w.tmp / "gates.json")], 2, ["teacher_unet.safetensors", "truncated"]),
+    "zoo check: --threads 0": (lambda w: ["zoo", "check", "--zoo-dir", str(w.zoo), "--threads", "0", "--out", str(w.tmp / "g.json")], 2, ["--threads"]),
     "zoo build: unknown stage": (lambda w: ["zoo", "build", "--stage", "nope", "--zoo-dir", str(w.tmp / "z"), "--work-dir", str(w.tmp / "wk")], 2, ["nope"]),
 }
 
