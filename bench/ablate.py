@@ -601,6 +601,9 @@ class AblationError(RuntimeError):
         super().__init__(message)
         self.code = code
 
+    def __reduce__(self):
+        return type(self), (str(self), self.code)
+
 
 def register(app: typer.Typer) -> None:
     @app.command("ablate")

@@ -28,6 +28,9 @@ class BenchError(Exception):
         super().__init__(message)
         self.code = code
 
+    def __reduce__(self):  # the code survives pickling (bench ablate's worker processes)
+        return type(self), (str(self), self.code)
+
 
 # Exit status of each error class, by "module.Class" (matched along the class's MRO, so a
 # subclass inherits its base's entry). Names, not imports: importing every verb's module

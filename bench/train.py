@@ -38,6 +38,9 @@ class TrainingError(RuntimeError):
         super().__init__(message)
         self.code = code
 
+    def __reduce__(self):  # the code survives pickling (bench ablate's worker processes)
+        return type(self), (str(self), self.code)
+
 
 # --- data -------------------------------------------------------------------------------
 
@@ -309,8 +312,8 @@ def train(
 def truncate_log(path: Path, step: int) -> None:
     """Keep the header and the rows of steps <= `step` (the checkpoint resumed from); atomic.
 
-    A torn last row (a kill mid-write) is dropped too: it cannot be a step <= the checkpoint's
-    that is not also complete, since rows are written before their step's checkpoint.
+    A torn last row (a kill mid-write: no newline) is dropped too; the step it belongs to is
+    after the checkpoint, since a step's row is written before its checkpoint.
     """
     lines = path.read_text().splitlines(keepends=True)
     if not lines:

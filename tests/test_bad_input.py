@@ -307,6 +307,10 @@ def test_exit_codes_are_mapped_in_one_table():
     assert exit_code(TrainingError("non-finite loss")) == 1 and exit_code(TrainingError("bad", code=2)) == 2
     assert exit_code(GenerateError("x")) == 2 and exit_code(TinyScoreError("x")) == 2 and exit_code(ScoreError("x", 1)) == 1
     assert exit_code(AblationError("x")) == 1 and exit_code(KeyboardInterrupt()) == 130
+    import pickle  # an ablation job's error crosses a process boundary with its code
+
+    assert exit_code(pickle.loads(pickle.dumps(TrainingError("bad", code=2)))) == 2
+    assert exit_code(pickle.loads(pickle.dumps(AblationError("x", code=2)))) == 2
     assert exit_code(TypeError("bug")) is None and exit_code(OSError(28, "No space left")) is None
     import importlib
 
