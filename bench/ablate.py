@@ -29,6 +29,7 @@ import yaml
 
 from bench.config import CONFIG_DIR, VARIANTS, VIDEO_RMS, ConfigError
 from bench.console import print_error
+from bench.validate import json_safe
 
 TEACHER = "teacher"
 
@@ -69,6 +70,8 @@ class AblationSpec:
 
     def validate(self) -> None:
         errors = []
+        if not isinstance(self.variants, list) or not all(isinstance(v, dict) for v in self.variants):
+            raise ConfigError(f"invalid ablation config: variants must be a list of mappings, got {self.variants!r}")
         for v in self.variants:
             if v.get("variant") not in VARIANTS:
                 errors.append(f"variant {v.get('variant')!r} (one of {', '.join(VARIANTS)})")
@@ -76,9 +79,31 @@ class AblationSpec:
                 errors.append(f"rm_vid {v.get('rm_vid')!r} (one of {', '.join(VIDEO_RMS)})")
         if not any(v.get("variant") == "vcm" for v in self.variants):
             errors.append("the variants must include vcm (differences are reported against it)")
-        for name in ("student_steps", "teacher_steps", "videos_per_prompt", "jobs", "threads_per_job", "bootstrap", "generate_batch"):
-            if getattr(self, name) < 1:
-                errors.append(f"{name}={getattr(self, name)} must be >= 1")
+        from bench.validate import number_problem
+
+        numbers = {name: (1, None, True) for name in ("student_steps", "teacher_steps", "videos_per_prompt", "jobs",
+                                                       "threads_per_job", "bootstrap", "generate_batch")}
+        numbers.update(seed=(0, 2**63 - 1, True), guidance_scale=(0, None, False), teacher_cfg=(0, None, False))
+        for name, (lo, hi, integer) in numbers.items():
+            value = getattr(self, name)
+            if value is None and name == "teacher_cfg":
+                continue
+            problem = number_problem(value, lo, hi, integer=integer)
+            if problem:
+                errors.append(f"{name}={value!r} {problem}")
+        if not isinstance(self.train_overrides, list) or not all(isinstance(o, str) for o in self.train_overrides):
+            errors.append("train_overrides must be a list of key=value strings")
+        elif not errors:
+            # Every variant's training config, checked now rather than in a worker minutes later.
+            from bench.config import load_config
+
+            for v in self.variants:
+                extra = [f"variant={v.get('variant')}"] + ([f"rm_vid={v['rm_vid']}"] if "rm_vid" in v else [])
+                try:
+                    load_config(self.train_config, list(self.train_overrides) + extra)
+                except ConfigError as err:
+                    errors.append(f"train_config/train_overrides for {v.get('variant')}: {err}")
+                    break
         if self.suite not in ("tiny", "vbench"):
             errors.append(f"suite={self.suite!r} (tiny or vbench)")
         if self.benchmark not in ("tiny", "vbench"):
@@ -354,14 +379,15 @@ def write_ablation_report(spec: AblationSpec, entries: Sequence[dict]) -> list[P
         "pairs": prefix.with_name(prefix.name + "_pairs.png"),
         "pairs_csv": prefix.with_name(prefix.name + "_pairs.csv"),
     }
-    from bench.compare import analysis_json, clean_for_json, markdown_sections, pair_rows, pairs_plot
+    from bench.compare import analysis_json, markdown_sections, pair_rows, pairs_plot
 
     markdown = _ablation_markdown(spec, table, cis, speed, models, entries, paths, markdown_sections(analysis))
     contents = {
         paths["csv"]: table.to_csv(index=False).encode(),
         paths["md"]: markdown.encode(),
-        paths["json"]: json.dumps(clean_for_json({"spec": dataclasses.asdict(spec), "models": list(entries), "bootstrap": cis,
-                                                  "speed": list(speed.values()), "statistics": analysis_json(analysis)}),
+        # NaN (no value: a speed-up without a teacher, an interval without samples) is null.
+        paths["json"]: json.dumps(json_safe({"spec": dataclasses.asdict(spec), "models": list(entries), "bootstrap": cis,
+                                             "speed": list(speed.values()), "statistics": analysis_json(analysis)}),
                                   indent=2, default=str, allow_nan=False).encode(),
         paths["pairs_csv"]: __import__("pandas").DataFrame(pair_rows(analysis)).to_csv(index=False).encode(),
         paths["pairs"]: pairs_plot(analysis),
@@ -373,7 +399,7 @@ def write_ablation_report(spec: AblationSpec, entries: Sequence[dict]) -> list[P
     # The report travels without runs/ (git-ignored, large): keep what it was made from next
     # to it, i.e. the ablation spec and each model's run record and training log.
     runs_dir = prefix.with_name(prefix.name + "_runs")
-    contents[runs_dir / "ablation_spec.json"] = json.dumps(dataclasses.asdict(spec), indent=2).encode()
+    contents[runs_dir / "ablation_spec.json"] = json.dumps(dataclasses.asdict(spec), indent=2, allow_nan=False).encode()
     for e in entries:
         for fname in ("run.json", "train_log.csv"):
             src = Path(e["run_dir"]) / fname
@@ -575,17 +601,29 @@ def run_ablation(spec: AblationSpec, console: Any = None) -> list[Path]:
                     except Exception as err:  # noqa: BLE001 - report which job failed, keep finished work
                         for other in pending:
                             other.cancel()
-                        detail = "".join(traceback.format_exception(err))[-2500:]
-                        raise AblationError(f"{e['name']} failed: {err}\n{detail}") from err
+                        from bench.console import exit_code
+
+                        code = exit_code(err)
+                        # A known error (bad input, a failed run) is its message; an unexpected one
+                        # (a bug) keeps the worker's traceback tail, which the parent cannot show otherwise.
+                        detail = "" if code is not None else "\n" + "".join(traceback.format_exception(err))[-2500:]
+                        raise AblationError(f"{e['name']} failed: {err}{detail}", code=code or 1) from err
                     progress.update(tasks[e["name"]], stage="done")
     entries_done = [results[e["name"]] for e in entries]
-    write_json_atomic(state_path, {**json.loads(state_path.read_text()), "finished": True, "models": entries_done,
+    write_json_atomic(state_path, {**json.loads(state_path.read_text()), "finished": True, "models": json_safe(entries_done),
                                    "wall_seconds": round(time.time() - t0, 1)})
     return write_ablation_report(spec, entries_done)
 
 
 class AblationError(RuntimeError):
-    pass
+    """A job of the ablation failed; `code` is the exit status (that of the job's own error)."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+    def __reduce__(self):
+        return type(self), (str(self), self.code)
 
 
 def register(app: typer.Typer) -> None:
@@ -603,18 +641,11 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
+        # ConfigError (exit 2) and AblationError (its job's status) reach bench's one handler.
         console = Console(stderr=True)
-        try:
-            spec = load_spec(config, {"work_dir": work_dir, "report": report, "jobs": jobs})
-        except ConfigError as err:
-            print_error(console, err)
-            raise typer.Exit(2)
+        spec = load_spec(config, {"work_dir": work_dir, "report": report, "jobs": jobs})
         t0 = time.time()
-        try:
-            paths = run_ablation(spec, console=console)
-        except (AblationError, ConfigError) as err:
-            print_error(console, err)
-            raise typer.Exit(1)
+        paths = run_ablation(spec, console=console)
         console.print(f"[green]ablation done[/] in {time.time() - t0:.0f}s:")
         for p in paths:
             console.print(f"  {p}")

@@ -6,10 +6,16 @@ A verb module exposes `register(app)`; only verbs that are built are listed here
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
+
+from bench.console import DEBUG_ENV, DEBUG_META, BenchGroup
 
 app = typer.Typer(
     name="bench",
+    cls=BenchGroup,  # the one error handler of every verb (bench/console.py)
     help="Train, generate, score and report T2V-Turbo ablations (VBench protocol).",
     no_args_is_help=True,
     add_completion=False,
@@ -18,17 +24,28 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    ctx: typer.Context,
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error instead of the one-line message."),
+) -> None:
     """Train, generate, score and report T2V-Turbo ablations (VBench protocol)."""
+    if debug:
+        ctx.meta[DEBUG_META] = True
     # A root callback keeps `bench <verb>` a sub-command even while only one verb is built
     # (typer otherwise runs a single-command app as that command).
 
 
+_registered: list[str] = []
+
+
 def _register_verbs() -> None:
+    """Attach every verb to `app` (once: tests and main() may both call this)."""
     import importlib
 
     for module in VERB_MODULES:
-        importlib.import_module(module).register(app)
+        if module not in _registered:
+            importlib.import_module(module).register(app)
+            _registered.append(module)
 
 
 # Verb modules, in the order the paper's pipeline runs them.
@@ -47,4 +64,8 @@ VERB_MODULES: list[str] = [
 
 def main() -> None:
     _register_verbs()
+    # `--debug` anywhere on the line (not only before the verb) turns on tracebacks.
+    if "--debug" in sys.argv[1:]:
+        os.environ[DEBUG_ENV] = "1"
+        sys.argv = [sys.argv[0], *(a for a in sys.argv[1:] if a != "--debug")]
     app()

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from bench.statistics import COMPOSITES
+from bench.validate import json_safe
 
 HELD_OUT = {"weights": ("weights",), "family": ("weights", "family")}
 
@@ -272,7 +273,7 @@ def compare_command(paths: list[Path], out: Path, bootstrap: int, seed: int) -> 
     files = {
         prefix.with_name(prefix.name + ".md"): "\n".join(lines).encode(),
         prefix.with_name(prefix.name + "_pairs.csv"): pd.DataFrame(pair_rows(analysis)).to_csv(index=False).encode(),
-        prefix.with_name(prefix.name + ".json"): json.dumps(clean_for_json(analysis_json(analysis)), indent=2,
+        prefix.with_name(prefix.name + ".json"): json.dumps(json_safe(analysis_json(analysis)), indent=2,
                                                             allow_nan=False, default=_json_default).encode(),
         prefix.with_name(prefix.name + "_pairs.png"): pairs_plot(analysis),
     }
@@ -288,19 +289,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, tuple):
         return list(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def clean_for_json(value: Any) -> Any:
-    """NaN / inf -> None, recursively (reports are strict JSON)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (np.floating,)):
-        return clean_for_json(float(value))
-    if isinstance(value, Mapping):
-        return {k: clean_for_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean_for_json(v) for v in value]
-    return value
 
 
 def register(app: Any) -> None:

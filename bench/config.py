@@ -92,7 +92,9 @@ class TrainConfig:
         return LoraSettings(rank=self.lora_rank, alpha=self.lora_alpha, dropout=self.lora_dropout)
 
     def validate(self) -> None:
-        errors = []
+        errors = _type_and_range_errors(self)
+        if errors:  # a value of the wrong type or NaN/inf would break the comparisons below
+            raise ConfigError("invalid config: " + "; ".join(errors))
         if self.teacher not in TEACHERS:
             errors.append(f"teacher={self.teacher!r} (one of {', '.join(TEACHERS)})")
         if self.variant not in VARIANTS:
@@ -116,6 +118,51 @@ class TrainConfig:
             self.distillation_config().validate()
         except ValueError as err:
             raise ConfigError(str(err)) from err
+
+
+# Ranges of the numeric keys (lo, hi, lo_open, hi_open); None: unbounded on that side.
+# Every other int/float key is still checked for its type and for being finite.
+NUMERIC_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "lr": (0, 1, True, False),
+    "max_grad_norm": (0, None, True, False),
+    "weight_decay": (0, None, False, False),
+    "seed": (0, 2**63 - 1, False, False),
+    "lora_alpha": (0, None, True, False),
+    "w_min": (0, None, False, False),
+    "w_max": (0, None, False, False),
+    "huber_c": (0, None, True, False),
+    "ema_decay": (0, 1, False, True),
+    "beta_img": (0, None, False, False),
+    "beta_vid": (0, None, False, False),
+    "image_reward_frames": (1, None, False, False),
+    "video_reward_frames": (1, None, False, False),
+    "skip": (1, 1000, False, False),
+}
+
+
+def _type_and_range_errors(cfg: "TrainConfig") -> list[str]:
+    """Every int/float key: of its declared type (a YAML `1e-5` is a string), finite, in range."""
+    from bench.validate import number_problem
+
+    errors = []
+    for f in fields(cfg):
+        value, text = getattr(cfg, f.name), str(f.type)
+        if value is None and "None" in text:
+            continue
+        kinds = {t.strip() for t in text.replace("Optional[", "").replace("]", "").split("|")}
+        if kinds & {"int", "float"}:
+            integer = "float" not in kinds
+            lo, hi, lo_open, hi_open = NUMERIC_RANGES.get(f.name, (None, None, False, False))
+            problem = number_problem(value, lo, hi, lo_open=lo_open, hi_open=hi_open, integer=integer)
+            if problem:
+                errors.append(f"{f.name}={value!r} {problem}")
+        elif kinds == {"str"} and not isinstance(value, str):
+            errors.append(f"{f.name}={value!r} must be a string")
+        elif kinds == {"bool"} and not isinstance(value, bool):
+            errors.append(f"{f.name}={value!r} must be true or false")
+        elif text.startswith("dict") and not isinstance(value, dict):
+            errors.append(f"{f.name}={value!r} must be a mapping")
+    return errors
 
 
 def _coerce(value: str, annotation: Any, key: str) -> Any:

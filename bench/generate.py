@@ -123,6 +123,11 @@ def read_prompt_file(path: Path) -> list[SuiteItem]:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as err:
         raise GenerateError(f"cannot read prompt file {path}: {err}") from err
+    except UnicodeDecodeError as err:
+        raise GenerateError(
+            f"prompt file {path} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
+            "save it as UTF-8"
+        ) from None
     prompts = list(dict.fromkeys(line for line in lines if line.strip()))
     if not prompts:
         raise GenerateError(f"prompt file {path} holds no prompts")
@@ -226,11 +231,11 @@ def read_manifest_records(out_dir: Path) -> list[dict]:
     """Every record of every manifest file in the folder, as written (duplicates kept).
 
     A torn last line (a process killed mid-append) is skipped: its video has no record and
-    is therefore regenerated.
+    is therefore regenerated (`repair_manifest` removes the line itself).
     """
     records = []
     for path in manifest_files(out_dir):
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
             if not line.strip():
                 continue
             try:
@@ -240,6 +245,31 @@ def read_manifest_records(out_dir: Path) -> list[dict]:
             if isinstance(rec, dict) and isinstance(rec.get("file"), str):
                 records.append(rec)
     return records
+
+
+def repair_manifest(path: Path) -> int:
+    """Drop every line of `path` that is not a complete JSON record (a write torn by a kill);
+    rewritten atomically. Returns the number of lines dropped."""
+    if not path.is_file():
+        return 0
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    kept: list[bytes] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line.decode("utf-8"))
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("file"), str):
+            kept.append(line)
+    new = b"".join(line + b"\n" for line in kept)
+    if new != raw:
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_bytes(new)
+        os.replace(tmp, path)
+    return sum(1 for line in lines if line.strip()) - len(kept)
 
 
 def read_manifest(out_dir: str | Path) -> dict[str, dict]:
@@ -254,26 +284,17 @@ def read_manifest(out_dir: str | Path) -> dict[str, dict]:
 
 
 def _append_record(path: Path, record: dict) -> None:
-    line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+    line = json.dumps(record, ensure_ascii=False, sort_keys=True, allow_nan=False) + "\n"
     with open(path, "a", encoding="utf-8") as f:
         f.write(line)
         f.flush()
         os.fsync(f.fileno())
 
 
-def _repair_torn_tail(path: Path) -> None:
-    """End the file with a newline, so that a record torn by a kill does not swallow the next."""
-    if path.is_file() and path.stat().st_size:
-        with open(path, "rb+") as f:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
-
-
 def _write_json(path: Path, data: Any) -> None:
     # A per-process temp name: two shards may write the same folder.
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True, default=str, allow_nan=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -290,6 +311,55 @@ def recorded_base_seed(out_dir: Path) -> int | None:
     for rec in read_manifest_records(Path(out_dir)):
         if isinstance(rec.get("base_seed"), int):
             return rec["base_seed"]
+    return None
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """The output folder can be created or reused, and writing it writes nothing elsewhere.
+
+    Checked before any model loads: an existing file or a dangling symlink where the folder
+    should be, a parent that is a file, and a manifest or record file that is a symlink (an
+    append would write through it, to wherever it points) are errors naming the path.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.is_symlink() and not out_dir.exists():
+        raise GenerateError(f"--out {out_dir} is a dangling symlink (to {os.readlink(out_dir)}); remove it or choose another --out")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise GenerateError(f"--out {out_dir} is an existing file, not a folder; choose another --out")
+    for parent in out_dir.parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise GenerateError(f"cannot create {out_dir}: {parent} is a file, not a folder")
+            break
+    if out_dir.is_dir():
+        for p in out_dir.iterdir():
+            is_record = p.name in (MANIFEST_NAME, GENERATION_NAME, SUITE_INFO_NAME) or (
+                p.name.startswith("manifest.shard-") and p.name.endswith(".jsonl"))
+            if is_record and p.is_symlink():
+                raise GenerateError(f"{p} is a symlink; bench generate writes its records only to regular files "
+                                    "in the output folder (replace it with a copy of what it points to)")
+
+
+def check_video_file(path: Path, record: dict, num_frames: int) -> str | None:
+    """Why a recorded video must be made again (None: it is intact).
+
+    Cheap: the size the record noted at writing time, and the container header's frame count
+    (no decoding), which catch a file cut short, emptied or replaced.
+    """
+    from bench.video_io import VideoReadError, probe_video
+
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return "missing"
+    if isinstance(record.get("bytes"), int) and size != record["bytes"]:
+        return f"{size} bytes, {record['bytes']} when written"
+    try:
+        frames = probe_video(path)
+    except VideoReadError as err:
+        return str(err)
+    if frames != num_frames:
+        return f"{frames} frames, expected {num_frames}"
     return None
 
 
@@ -329,6 +399,7 @@ class GenerationSummary:
     seconds: float
     manifest: Path
     settings: dict
+    damaged: int = 0  # recorded videos found damaged on this run and made again
 
     def as_dict(self) -> dict:
         return {**self.__dict__, "out_dir": str(self.out_dir), "manifest": str(self.manifest)}
@@ -431,9 +502,11 @@ def generate_videos(
     mine = shard_plan(plan, shard)
     if guidance_scale is None:
         guidance_scale = DEFAULT_STUDENT_GUIDANCE if sampler == "student" else float(bundle.cfg_scale)
+    check_guidance_scale(guidance_scale)
     w_dim = _w_projection_dim(unet) if sampler == "student" else None
 
     out_dir = Path(out_dir)
+    check_out_dir(out_dir)
     if seed is None:
         seed = recorded_base_seed(out_dir)
     if seed is None:
@@ -489,8 +562,15 @@ def generate_videos(
         _write_generation_record(out_dir, settings, shard, len(plan), record)
 
     manifest = out_dir / manifest_name(shard)
-    _repair_torn_tail(manifest)
-    todo = [v for v in mine if not ((out_dir / v.file).is_file() and v.file in done)]
+    repair_manifest(manifest)  # a torn last line (a kill mid-append) is removed, not kept
+    damaged = 0
+    todo = []
+    for v in mine:
+        if v.file not in done or not (out_dir / v.file).is_file():
+            todo.append(v)
+        elif check_video_file(out_dir / v.file, done[v.file], bundle.num_frames) is not None:
+            damaged += 1  # recorded, then cut or emptied: made again (same seed, same video)
+            todo.append(v)
     skipped = len(mine) - len(todo)
     if progress:
         progress(skipped, len(mine))
@@ -539,6 +619,7 @@ def generate_videos(
             write_mp4(out_dir / v.file, tensor_to_video(video), fps=bundle.fps)
             _append_record(manifest, {
                 "file": v.file,
+                "bytes": (out_dir / v.file).stat().st_size,  # checked on rerun (check_video_file)
                 "prompt": v.prompt,
                 "index": v.index,
                 "seed": s,
@@ -564,7 +645,16 @@ def generate_videos(
     return GenerationSummary(
         out_dir=out_dir, shard=tuple(shard), base_seed=seed, planned=len(mine), skipped=skipped,
         generated=len(todo), seconds=round(time.perf_counter() - start, 3), manifest=manifest, settings=settings,
+        damaged=damaged,
     )
+
+
+def check_guidance_scale(value: Any) -> None:
+    from bench.validate import number_problem
+
+    problem = number_problem(value, 0)
+    if problem:
+        raise GenerateError(f"--guidance-scale {value}: {problem}")
 
 
 def _write_generation_record(out_dir: Path, settings: dict, shard: tuple[int, int], n_plan: int, extra: dict | None) -> None:
@@ -648,12 +738,18 @@ def generate_command(
     console = Console(stderr=True)
 
     def fail(message: str, code: int = 2) -> None:
-        print_error(console, message)
-        raise typer.Exit(code)
+        # bench's one error handler (bench/console.py) prints it and exits with `code`.
+        raise GenerateError(message, code)
 
     try:
         # ---- everything that needs no model: inputs, plan, file names --------------------
+        from bench.validate import check_device, number_problem
+
         sampler = "teacher" if teacher else "student"
+        if guidance_scale is not None:
+            check_guidance_scale(guidance_scale)
+        if seed is not None and number_problem(seed, 0, 2**63 - 1, integer=True):
+            fail(f"--seed {seed}: {number_problem(seed, 0, 2**63 - 1, integer=True)}")
         if prompt_file is not None:
             if suite is not None:
                 fail("give --suite or --prompt-file, not both")
@@ -705,6 +801,11 @@ def generate_command(
             config = config or "tiny"
             model_label = f"teacher:{config}"
             out_dir = out or Path("runs") / f"teacher-{Path(config).stem}" / "videos" / default_label(suite_name, sampler, steps)
+        check_out_dir(out_dir)
+        try:
+            check_device(device)
+        except ValueError as err:
+            fail(str(err))
 
         # ---- processes, device, models ---------------------------------------------------
         import torch
@@ -774,7 +875,9 @@ def generate_command(
                 record={"suite": suite_name, "run": str(run) if run else None, "dimensions": dimension or None},
             )
         console.print(
-            f"[green]{escape(str(out_dir))}[/]: {summary.generated} generated, {summary.skipped} already done "
+            f"[green]{escape(str(out_dir))}[/]: {summary.generated} generated"
+            + (f" ({summary.damaged} found damaged and made again)" if summary.damaged else "")
+            + f", {summary.skipped} already done "
             f"({summary.planned} in this shard), base seed {summary.base_seed}, {summary.settings['nfe']} NFE per video"
         )
         if dist is not None:
@@ -783,8 +886,6 @@ def generate_command(
                 have = read_manifest(out_dir)
                 missing = [v.file for v in plan if v.file not in have or not (out_dir / v.file).is_file()]
                 console.print(f"all shards: {len(plan) - len(missing)}/{len(plan)} videos complete")
-    except GenerateError as err:
-        fail(str(err), err.code)
     finally:
         _end_distributed()
 

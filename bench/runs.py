@@ -57,7 +57,8 @@ def git_state(repo: Path | None = None) -> dict[str, Any]:
 def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    # Strict JSON: a NaN here is a bug upstream, not something to write as a non-JSON token.
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n")
     os.replace(tmp, path)
 
 

@@ -729,9 +729,11 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> float:
 def load_evaluators(zoo: str | os.PathLike[str] | None = None) -> dict:
     from bench.tinyworld.zoo import ZooError, load_tiny_evaluators
 
+    from t2v_turbo_core.safe_io import WeightsFileError
+
     try:
         return load_tiny_evaluators(zoo)
-    except ZooError as err:
+    except (ZooError, WeightsFileError) as err:  # missing, truncated or mismatched zoo files
         raise TinyScoreError(str(err)) from None
 
 
@@ -754,7 +756,7 @@ def result_path(out_dir: Path, dimension: str) -> Path:
 def _atomic_write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -844,9 +846,25 @@ def score_tiny(
     suite = load_suite(videos_dir)
     matched = match_videos(videos_dir, dims, suite)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TinyScoreError(f"--out {out_dir} is an existing file, not a folder")
     done = {} if force else {d: v for d in dims if (v := read_complete_result(result_path(out_dir, d), d)) is not None}
     todo = [d for d in dims if d not in done]
+    # Input problems surface before bench_scoring.json is written, so that it never records
+    # "failed" for what was a bad input: every video's header, then the evaluators' files.
+    from bench.video_io import VideoReadError, probe_video
+
+    for path in dict.fromkeys(v.path for d in todo for v in matched[d]):
+        try:
+            probe_video(path)
+        except VideoReadError as err:
+            raise TinyScoreError(str(err)) from None
+    if todo and evaluators is None and any(d not in PIXEL_DIMENSIONS for d in todo):
+        evaluators = load_evaluators(zoo)
+        zoo_given = False
+    else:
+        zoo_given = evaluators is not None
+    out_dir.mkdir(parents=True, exist_ok=True)
 
     scoring_path = out_dir / SCORING_NAME
     try:
@@ -859,7 +877,7 @@ def score_tiny(
         "label": label or videos_dir.name,
         "dimensions": dims,
         "suite": dict(suite.record),
-        "zoo": zoo_record(zoo, evaluators is not None),
+        "zoo": zoo_record(zoo, zoo_given),
         "videos": {d: {"prompts": len({v.prompt for v in matched[d]}), "videos": len(matched[d])} for d in dims},
         "settings": {
             "presence_threshold": PRESENCE_THRESHOLD,
@@ -881,6 +899,13 @@ def score_tiny(
         t0 = time.time()
         try:
             per_video = _evaluate({d: matched[d] for d in todo}, evaluators, progress, zoo)
+        except TinyScoreError as err:
+            if err.code == INPUT_ERROR:  # e.g. a video whose frames do not decode: not a failed run
+                _restore(scoring_path, previous)
+            else:
+                scoring.update(status=f"failed: {type(err).__name__}", finished=_now())
+                _atomic_write_json(scoring_path, scoring)
+            raise
         except BaseException as err:
             scoring.update(status=f"failed: {type(err).__name__}", finished=_now())
             _atomic_write_json(scoring_path, scoring)
@@ -897,6 +922,14 @@ def score_tiny(
     scoring.update(finished=_now(), status="complete")
     _atomic_write_json(scoring_path, scoring)
     return {d: results[d] for d in dims}
+
+
+def _restore(path: Path, previous: dict) -> None:
+    """bench_scoring.json back to what it said before this run (absent if it was absent)."""
+    if previous:
+        _atomic_write_json(path, previous)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def load_tiny_per_video(out_dir: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
@@ -946,6 +979,8 @@ def tiny_command(
 
     err, out_console = Console(stderr=True), Console()
     try:
+        if threads < 1:
+            raise TinyScoreError(f"--threads must be >= 1, got {threads}")
         vdir, label = resolve_videos(run, videos, videos_dir)
         dims = resolve_dimensions(dimension)
         out_dir = (out or default_out_dir(vdir, label)).resolve()
@@ -959,12 +994,10 @@ def tiny_command(
                       TimeElapsedColumn(), console=err, transient=True) as progress:
             summary = score_tiny(vdir, out_dir, dims, progress=progress, force=force, zoo=zoo, label=label,
                                  command=" ".join(["bench", *sys.argv[1:]]))
-    except ScoreError as e:
-        print_error(err, str(e))
-        raise typer.Exit(code=e.code)
     except KeyboardInterrupt:
         print_error(err, "interrupted; rerun the same command to resume (finished dimensions are kept)")
         raise typer.Exit(code=130)
+    # Any other error (TinyScoreError's code, ...) goes to bench's one handler (bench/console.py).
 
     table = Table(title=f"tiny benchmark — {label}", show_header=True)
     table.add_column("dimension")

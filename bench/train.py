@@ -24,14 +24,21 @@ import torch
 import typer
 
 from bench.config import TrainConfig, config_to_dict, load_config
-from bench.console import print_error
-from bench.runs import RunError, read_run, run_record, student_adapter_path, write_json_atomic
+from bench.runs import read_run, run_record, student_adapter_path, write_json_atomic
+from bench.validate import check_device, json_safe
 
 LOG_COLUMNS = ("step", "seconds", "lr", "loss", "loss_cd", "loss_reward", "reward_img", "reward_vid", "grad_norm")
 
 
 class TrainingError(RuntimeError):
-    pass
+    """A training failure; `code` is the exit status (1: the run failed, 2: bad input)."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+    def __reduce__(self):  # the code survives pickling (bench ablate's worker processes)
+        return type(self), (str(self), self.code)
 
 
 # --- data -------------------------------------------------------------------------------
@@ -74,7 +81,7 @@ class VideoFileBatches:
 
         data = dict(cfg.data)
         if "annotations" not in data:
-            raise TrainingError("real teachers need `data.annotations=/path/to/captions.csv` (see README: Real checkpoints)")
+            raise TrainingError("real teachers need `data.annotations=/path/to/captions.csv` (see README: Real checkpoints)", code=2)
         self.dataset = VideoCaptionDataset(
             data["annotations"], video_root=data.get("video_root"), num_frames=teacher.num_frames,
             height=teacher.height, width=teacher.width, target_fps=data.get("fps", teacher.fps), seed=seed,
@@ -155,7 +162,7 @@ def save_checkpoint(run_dir: Path, step: int, student, optimizer, distiller, acc
     torch.save({"torch": torch.get_rng_state()}, tmp / f"rng-{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (tmp / "state.json").write_text(json.dumps({"step": step, "elapsed": elapsed, "world": accelerator.num_processes}))
+        (tmp / "state.json").write_text(json.dumps({"step": step, "elapsed": elapsed, "world": accelerator.num_processes}, allow_nan=False))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         for old in _checkpoint_dirs(run_dir)[:-keep]:
@@ -167,16 +174,20 @@ def save_checkpoint(run_dir: Path, step: int, student, optimizer, distiller, acc
 def load_checkpoint(ckpt: Path, student, optimizer, distiller, accelerator) -> tuple[int, float]:
     from t2v_turbo_core.lora import load_student
 
-    load_student(accelerator.unwrap_model(student), ckpt / "student.safetensors")
-    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=True))
-    if distiller.ema is not None:
-        from safetensors.torch import load_file
+    from t2v_turbo_core.safe_io import WeightsFileError, load_safetensors, load_torch
 
-        distiller.ema.load_state_dict(load_file(str(ckpt / "ema.safetensors")))
-    rng = ckpt / f"rng-{accelerator.process_index}.pt"
-    if rng.is_file():
-        torch.set_rng_state(torch.load(rng, weights_only=True)["torch"])
-    state = json.loads((ckpt / "state.json").read_text())
+    try:
+        load_student(accelerator.unwrap_model(student), ckpt / "student.safetensors")
+        optimizer.load_state_dict(load_torch(ckpt / "optimizer.pt", map_location="cpu"))
+        if distiller.ema is not None:
+            distiller.ema.load_state_dict(load_safetensors(ckpt / "ema.safetensors"))
+        rng = ckpt / f"rng-{accelerator.process_index}.pt"
+        if rng.is_file():
+            torch.set_rng_state(load_torch(rng)["torch"])
+        state = json.loads((ckpt / "state.json").read_text())
+    except (WeightsFileError, ValueError) as err:  # ValueError: JSONDecodeError, or an adapter of another shape
+        raise TrainingError(f"checkpoint {ckpt} is damaged ({err}); delete that folder to resume from the one "
+                            "before it (or from step 0)", code=2) from None
     return int(state["step"]), float(state.get("elapsed", 0.0))
 
 
@@ -216,14 +227,15 @@ def train(
     run_json = run_dir / "run.json"
     checkpoints = _checkpoint_dirs(run_dir)
     if run_json.is_file() and not resume:
-        raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir")
+        raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --run-dir", code=2)
     if resume:
         if not run_json.is_file():
-            raise TrainingError(f"--resume: {run_dir} has no run.json to resume")
+            raise TrainingError(f"--resume: {run_dir} has no run.json, so there is no run to resume; "
+                                "start it without --resume", code=2)
         previous = read_run(run_dir)["config"]
         if previous != config_to_dict(cfg):
             changed = sorted(k for k in previous if previous.get(k) != config_to_dict(cfg).get(k))
-            raise TrainingError(f"--resume: the config differs from the run's ({', '.join(changed)}); resume with the same config")
+            raise TrainingError(f"--resume: the config differs from the run's ({', '.join(changed)}); resume with the same config", code=2)
     torch.manual_seed(cfg.seed + rank)
     from bench.runs import load_teacher
 
@@ -256,6 +268,9 @@ def train(
     log_path = run_dir / "train_log.csv"
     if accelerator.is_main_process and step == 0 and log_path.exists():
         log_path.unlink()  # a fresh start (no checkpoint yet): no stale rows
+    elif accelerator.is_main_process and log_path.exists():
+        # Rows logged after the checkpoint and before the kill are logged again from here.
+        truncate_log(log_path, step)
     curves = open_tracker(tracker, run_dir, run_dir.name, tracker_dir, step, config_to_dict(cfg)) if accelerator.is_main_process else None
     curve_clock = (time.time(), step)
     task = progress.add_task(run_dir.name, total=cfg.steps, completed=step, info="") if (progress and accelerator.is_main_process) else None
@@ -298,12 +313,35 @@ def train(
     if accelerator.is_main_process:
         save_student(accelerator.unwrap_model(student), student_adapter_path(run_dir),
                      metadata={"step": str(step), "variant": cfg.variant, "rm_vid": cfg.rm_vid})
-        _set_status(run_dir, "finished", {"steps": step, "train_seconds": round(time.time() - t0, 1), "final": last})
+        # NaN in `last` means "not measured" (a variant without that reward): null in JSON.
+        _set_status(run_dir, "finished", {"steps": step, "train_seconds": round(time.time() - t0, 1), "final": json_safe(last)})
         if curves is not None:
             curves.finish()
     accelerator.wait_for_everyone()
     return {"run_dir": str(run_dir), "steps": step, "seconds": round(time.time() - t0, 1), "final": last,
             "main_process": accelerator.is_main_process}
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Keep the header and the rows of steps <= `step` (the checkpoint resumed from); atomic.
+
+    A torn last row (a kill mid-write: no newline) is dropped too; the step it belongs to is
+    after the checkpoint, since a step's row is written before its checkpoint.
+    """
+    lines = path.read_text().splitlines(keepends=True)
+    if not lines:
+        path.unlink()
+        return
+    kept = [lines[0] if lines[0].endswith("\n") else lines[0] + "\n"]
+    for line in lines[1:]:
+        first = line.split(",", 1)[0]
+        if line.endswith("\n") and first.isdigit() and int(first) <= step:
+            kept.append(line)
+    if kept == lines:
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)
 
 
 def _append_log(path: Path, step: int, seconds: float, values: dict) -> None:
@@ -332,11 +370,11 @@ def check_tracker(tracker: str) -> None:
     import importlib.util
 
     if tracker not in TRACKERS:
-        raise TrainingError(f"unknown tracker {tracker!r}; choose one of {', '.join(TRACKERS)}")
+        raise TrainingError(f"unknown tracker {tracker!r}; choose one of {', '.join(TRACKERS)}", code=2)
     needs = {"tensorboard": "tensorboard", "wandb": "wandb"}.get(tracker)
     if needs and importlib.util.find_spec(needs) is None:
         raise TrainingError(f"--tracker {tracker}: the `{needs}` package is not installed (pip install {needs}), "
-                            "or pass --tracker none (train_log.csv is written either way)")
+                            "or pass --tracker none (train_log.csv is written either way)", code=2)
 
 
 def open_tracker(tracker: str, run_dir: Path, run_name: str, log_dir: Path | None, first_step: int, config: dict):
@@ -397,35 +435,25 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        from bench.config import ConfigError
-
+        # Errors propagate to bench's one handler (bench/console.py), which picks the exit status.
         console = Console(stderr=True)
-        try:
-            if resume and run_dir is not None and (run_dir / "run.json").is_file() and variant is None and rm_vid is None and not ctx.args:
-                from bench.config import config_from_dict
+        check_device(device)
+        if resume and run_dir is None:
+            raise TrainingError("--resume needs --run-dir RUN (the run to continue)", code=2)
+        if resume and not (run_dir / "run.json").is_file():
+            raise TrainingError(f"--resume: {run_dir} has no run.json, so there is no run to resume; "
+                                "start it without --resume", code=2)
+        if resume and variant is None and rm_vid is None and not ctx.args:
+            from bench.config import config_from_dict
 
-                cfg = config_from_dict(read_run(run_dir)["config"])
-                cfg.validate()
-            else:
-                cfg = load_config(config, list(ctx.args), variant=variant, rm_vid=rm_vid)
-        except (ConfigError, RunError) as err:
-            print_error(console, err)
-            raise typer.Exit(2)
-        try:
-            check_tracker(tracker)
-        except TrainingError as err:
-            print_error(console, err)
-            raise typer.Exit(2)
+            cfg = config_from_dict(read_run(run_dir)["config"])
+            cfg.validate()
+        else:
+            cfg = load_config(config, list(ctx.args), variant=variant, rm_vid=rm_vid)
+        check_tracker(tracker)
         target = run_dir or Path("runs") / default_run_name(cfg)
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console) as progress:
-            try:
-                summary = train(cfg, target, resume=resume, progress=progress, device=device, tracker=tracker)
-            except TrainingError as err:
-                print_error(console, err)
-                raise typer.Exit(1)
-            except FileNotFoundError as err:
-                print_error(console, err)
-                raise typer.Exit(2)
+            summary = train(cfg, target, resume=resume, progress=progress, device=device, tracker=tracker)
         if summary["main_process"]:
             console.print(f"[green]done[/]: {summary['steps']} steps in {summary['seconds']}s -> {summary['run_dir']}")

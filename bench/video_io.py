@@ -61,14 +61,43 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: int, pix_fmt: str = "au
     return path
 
 
-def read_video(path: str | Path) -> tuple[np.ndarray, float]:
-    """uint8 [F, H, W, 3] RGB and fps; decord first (VBench's reader), PyAV as fallback.
+def probe_video(path: str | Path) -> int:
+    """The frame count the file's header states; VideoReadError for an empty, cut or non-video file.
 
-    Raises VideoReadError for a missing, empty or undecodable file.
+    Cheap (the container header only, no decoding) and silent: PyAV keeps FFmpeg's log off,
+    whereas decord lets FFmpeg print "moov atom not found" for a cut mp4 before failing.
     """
+    import av
+
     path = Path(path)
     if not path.is_file():
         raise VideoReadError(f"video not found: {path}")
+    if path.stat().st_size == 0:
+        raise VideoReadError(f"cannot decode video {path}: the file is empty (0 bytes)")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoReadError(f"cannot decode video {path}: cut short or corrupt (no video stream in its header)")
+            stream = container.streams.video[0]
+            frames = int(stream.frames or 0)
+    except VideoReadError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any container failure is a damaged file to the caller
+        why = getattr(err, "strerror", None) or str(err)
+        raise VideoReadError(f"cannot decode video {path}: cut short or not a video container ({why})") from None
+    if frames <= 0:
+        raise VideoReadError(f"cannot decode video {path}: cut short or corrupt (its header lists no frames)")
+    return frames
+
+
+def read_video(path: str | Path) -> tuple[np.ndarray, float]:
+    """uint8 [F, H, W, 3] RGB and fps; decord first (VBench's reader), PyAV as fallback.
+
+    Raises VideoReadError for a missing, empty or undecodable file (checked by `probe_video`
+    first, so that a damaged file gives one clean error, not FFmpeg's log lines).
+    """
+    path = Path(path)
+    probe_video(path)
     try:
         import decord
 

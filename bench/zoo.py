@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from bench.console import print_error
+from bench.console import BenchError, print_error
 
 zoo_app = typer.Typer(help="The tiny world's model zoo: rebuild it from scratch, resumably.", no_args_is_help=True)
 
@@ -32,6 +32,8 @@ def build(
     from bench.tinyworld import build as B
 
     console = Console(stderr=True)
+    if threads < 1:
+        raise BenchError(f"--threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)
     names = stage or list(B.STAGES)
     unknown = [s for s in names if s not in B.STAGES]
@@ -48,11 +50,7 @@ def build(
             if not force and B.stage_done(ctx, name):
                 progress.console.print(f"[green]{name}[/]: already built, skipped")
                 continue
-            try:
-                B.STAGES[name](ctx)
-            except B.StageError as err:
-                print_error(progress.console, err)
-                raise typer.Exit(1)
+            B.STAGES[name](ctx)  # a StageError reaches bench's one handler: exit 1
             progress.console.print(f"[green]{name}[/]: done")
 
 
@@ -60,7 +58,7 @@ def build(
 def check(
     zoo_dir: Path = typer.Option(None, help="Zoo to check (default: the shipped one)."),
     out: Path = typer.Option(None, help="Where to write gates.json (default: inside the zoo)."),
-    sheets: Path = typer.Option(Path("docs/img"), help="Folder for the contact sheets (teacher samples, renders)."),
+    sheets: Path = typer.Option(None, help="Folder for the contact sheets (teacher samples, renders); default: docs/img for the shipped zoo, else the folder gates.json goes to."),
     threads: int = typer.Option(2, help="torch intra-op threads."),
 ) -> None:
     """Re-measure the tiny world's quality gates from the zoo's files and write gates.json.
@@ -74,6 +72,7 @@ def check(
     shape classifier and as a relation classifier (what it knows).
     """
     import json
+    import os
     import time
 
     import torch
@@ -82,18 +81,22 @@ def check(
 
     from bench.tinyworld import check as C
     from bench.tinyworld.gates import evaluator_accuracy
-    from bench.tinyworld.zoo import ZooError, load_tiny_evaluators, load_tiny_rewards, load_tiny_teacher, zoo_dir as resolve
+    from bench.tinyworld.zoo import SHIPPED_ZOO, load_tiny_evaluators, load_tiny_rewards, load_tiny_teacher, zoo_dir as resolve
+    from bench.validate import json_safe
 
     console = Console()
+    if threads < 1:
+        raise BenchError(f"--threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)
     d = resolve(zoo_dir)
-    try:
-        teacher = load_tiny_teacher(d)
-        rewards = load_tiny_rewards(d)
-        evaluators = load_tiny_evaluators(d)
-    except ZooError as err:
-        print_error(console, err)
-        raise typer.Exit(2)
+    target = out or d / "gates.json"
+    if sheets is None:
+        # The repository's figures show the shipped zoo; another zoo's sheets stay with its gates.
+        sheets = Path("docs/img") if d == SHIPPED_ZOO.resolve() else target.parent
+    # A missing or damaged zoo file (ZooError, WeightsFileError) reaches bench's one handler: exit 2.
+    teacher = load_tiny_teacher(d)
+    rewards = load_tiny_rewards(d)
+    evaluators = load_tiny_evaluators(d)
     sheets.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     gates = {
@@ -107,8 +110,11 @@ def check(
     }
     C.real_clip_sheet(sheets / "tiny-world-renders.png")
     gates["seconds"] = round(time.time() - t0, 1)
-    target = out or d / "gates.json"
-    target.write_text(json.dumps(gates, indent=2) + "\n")
+    # NaN in a gate means "not computable" (e.g. no video detected): null in strict JSON.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(json_safe(gates), indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, target)
     table = Table(title=f"tiny-world quality gates ({target})")
     table.add_column("gate")
     table.add_column("value", justify="right")

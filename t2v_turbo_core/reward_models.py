@@ -172,8 +172,12 @@ def _require_dir(path: str | os.PathLike | None, what: str, needs: Sequence[Sequ
 
 def torch_load_checkpoint(path: Path, allow_pickle: bool = False) -> Any:
     """`torch.load` with `weights_only=True`; only with `allow_pickle` fall back to full unpickling."""
+    from t2v_turbo_core.safe_io import WeightsFileError
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError) as err:  # a cut or corrupt file: an error naming it
+        raise WeightsFileError(f"{path}: truncated or corrupt torch file ({type(err).__name__}: {err})") from None
     except pickle.UnpicklingError as err:
         if not allow_pickle:
             raise ValueError(

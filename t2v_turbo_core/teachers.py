@@ -140,12 +140,14 @@ def _assign_weights(module: nn.Module, state_dict: Mapping[str, torch.Tensor], w
 
 def load_torch_checkpoint(path: str | Path) -> dict[str, Any]:
     """`torch.load` with `weights_only=True`, memory-mapped when the file format allows it."""
+    from t2v_turbo_core.safe_io import load_torch
+
     path = Path(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except RuntimeError:
-        # Legacy (non-zip) torch files cannot be memory-mapped.
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # Legacy (non-zip) torch files cannot be memory-mapped; a cut file fails here with its name.
+        return load_torch(path, map_location="cpu")
 
 
 def _zero_w_projection(model: nn.Module) -> None:

@@ -92,7 +92,7 @@ def test_ablation_refuses_changed_settings_in_the_same_work_dir(random_zoo, tmp_
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "ablation.json").write_text(json.dumps({"spec": {"seed": 1}}))
     result = CliRunner().invoke(app, ["ablate", "--config", str(config)])
-    assert result.exit_code == 1 and "different settings" in result.output
+    assert result.exit_code == 2 and "different settings" in result.output  # bad input: exit 2
 
 
 def test_bad_ablation_config_exits_2(tmp_path):

@@ -23,6 +23,7 @@ import typer
 from typer.testing import CliRunner
 
 from bench import generate as G
+from bench.console import BenchGroup
 from bench.suites import vbench as vbench_suite
 from bench.tinyworld.suite import tiny_suite
 from bench.tinyworld.testing import make_random_run, make_random_zoo
@@ -52,7 +53,8 @@ def loaded(run_dir):
 
 def cli(args: list[str]):
     # A one-verb app: the test does not depend on which other verbs are registered.
-    app = typer.Typer()
+    # BenchGroup: bench's top-level error handler, which turns errors into exit statuses.
+    app = typer.Typer(cls=BenchGroup)
 
     @app.callback()
     def _root() -> None:

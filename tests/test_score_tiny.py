@@ -21,6 +21,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+from bench.console import BenchGroup
 from bench import report
 from bench import score as score_module
 from bench import score_tiny as st
@@ -42,7 +43,7 @@ PER_PROMPT = 3  # real videos per prompt (VBench uses 5; 3 keeps the tests at a 
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
+    app = typer.Typer(cls=BenchGroup)  # bench's top-level error handler (exit statuses)
     score_module.register(app)
     report.register(app)
 

@@ -104,10 +104,10 @@ def report_command(
 
     import pandas as pd
 
-    from bench.compare import clean_for_json
     from bench.humaneval import analysis
     from bench.humaneval.study import StudyError, load_study
     from bench.report import _write_atomic
+    from bench.validate import json_safe
 
     try:
         study = load_study(study_dir)
@@ -120,7 +120,7 @@ def report_command(
     files = {
         prefix.with_name(prefix.name + ".md"): analysis.markdown(study, result).encode(),
         prefix.with_name(prefix.name + ".csv"): pd.DataFrame(analysis.csv_rows(result)).to_csv(index=False).encode(),
-        prefix.with_name(prefix.name + ".json"): json.dumps(clean_for_json(result), indent=2, allow_nan=False).encode(),
+        prefix.with_name(prefix.name + ".json"): json.dumps(json_safe(result), indent=2, allow_nan=False).encode(),
         prefix.with_name(prefix.name + ".png"): analysis.bar_chart(result),
     }
     for path, data in files.items():

@@ -56,7 +56,10 @@ def read_manifest(zoo_dir: Path) -> dict:
 def write_manifest(zoo_dir: Path, manifest: dict) -> None:
     zoo_dir.mkdir(parents=True, exist_ok=True)
     tmp = zoo_dir / f"zoo.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    from bench.validate import json_safe
+
+    # Strict JSON: a diverged stage's NaN loss is recorded as null, not as a non-JSON token.
+    tmp.write_text(json.dumps(json_safe(manifest), indent=2, sort_keys=True, allow_nan=False) + "\n")
     os.replace(tmp, zoo_dir / "zoo.json")
 
 

@@ -525,10 +525,16 @@ def save_module(module: nn.Module, path: str | Path, metadata: dict | None = Non
 
 
 def load_module(module: nn.Module, path: str | Path) -> nn.Module:
-    from safetensors.torch import load_file
+    from t2v_turbo_core.safe_io import WeightsFileError, load_safetensors
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"tiny-world zoo file not found: {path} (rebuild with `bench zoo build`)")
-    module.load_state_dict(load_file(str(path)), strict=True)
+    try:
+        state = load_safetensors(path)
+        module.load_state_dict(state, strict=True)
+    except WeightsFileError as err:
+        raise WeightsFileError(f"{err} (rebuild the zoo with `bench zoo build`)") from None
+    except RuntimeError as err:  # load_state_dict: keys or shapes of another model
+        raise WeightsFileError(f"{path}: does not fit the tiny-world model it is loaded into ({str(err)[:300]})") from None
     return module.eval().requires_grad_(False)

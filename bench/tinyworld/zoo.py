@@ -34,7 +34,10 @@ def manifest(path: str | Path | None = None) -> dict:
     f = d / "zoo.json"
     if not f.is_file():
         raise ZooError(f"tiny-world zoo manifest not found: {f} (build it with `bench zoo build`)")
-    return json.loads(f.read_text())
+    try:
+        return json.loads(f.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ZooError(f"tiny-world zoo manifest is not valid JSON: {f} ({err}); rebuild it with `bench zoo build`") from None
 
 
 def _require(d: Path, files: list[str]) -> None:
