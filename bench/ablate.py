@@ -53,6 +53,7 @@ class AblationSpec:
     teacher_cfg: float | None = None  # None: the teacher's usual scale
     suite: str = "tiny"
     dimensions: list[str] | None = None  # a subset of the suite (None: all 16 dimensions)
+    limit: int | None = None  # only the first N prompts (after `dimensions`): smoke runs
     benchmark: str = "tiny"
     videos_per_prompt: int = 5
     seed: int = 2024
@@ -75,6 +76,8 @@ class AblationSpec:
         for name in ("student_steps", "teacher_steps", "videos_per_prompt", "jobs", "threads_per_job", "bootstrap", "generate_batch"):
             if getattr(self, name) < 1:
                 errors.append(f"{name}={getattr(self, name)} must be >= 1")
+        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
+            errors.append(f"limit={self.limit!r} must be a whole number >= 1 (or absent: every prompt)")
         if self.suite not in ("tiny", "vbench"):
             errors.append(f"suite={self.suite!r} (tiny or vbench)")
         if self.benchmark not in ("tiny", "vbench"):
@@ -118,9 +121,11 @@ def _labels(spec: AblationSpec, teacher: bool) -> tuple[str, str]:
 
 
 def _suite_items(spec: AblationSpec):
-    from bench.generate import load_suite
+    from bench.generate import limit_items, load_suite
 
     items, source = load_suite(spec.suite, spec.dimensions)
+    if spec.limit is not None:
+        items, source = limit_items(items, spec.limit), {**source, "limit": spec.limit}
     return items, source
 
 
@@ -132,7 +137,7 @@ def _score(spec: AblationSpec, videos: Path, scores: Path, report, zoo: str | No
                           progress=lambda done, total: report("score", done, total))
     from bench.score_vbench import resolve_dimensions, score
 
-    return score(videos, videos.name, scores, resolve_dimensions(None), None, force=False, command_line="bench ablate")
+    return score(videos, videos.name, scores, resolve_dimensions(spec.dimensions), None, force=False, command_line="bench ablate")
 
 
 def run_job(spec_dict: dict, entry: dict, queue: Any = None) -> dict:

@@ -27,7 +27,8 @@ from bench.config import TrainConfig, config_to_dict, load_config
 from bench.console import print_error
 from bench.runs import RunError, read_run, run_record, student_adapter_path, write_json_atomic
 
-LOG_COLUMNS = ("step", "seconds", "lr", "loss", "loss_cd", "loss_reward", "reward_img", "reward_vid", "grad_norm")
+# `skipped`: training videos skipped so far (missing, corrupt or too short; all processes).
+LOG_COLUMNS = ("step", "seconds", "lr", "loss", "loss_cd", "loss_reward", "reward_img", "reward_vid", "grad_norm", "skipped")
 
 
 class TrainingError(RuntimeError):
@@ -67,7 +68,12 @@ class TinyWorldBatches:
 
 
 class VideoFileBatches:
-    """Real training data: a WebVid-style caption file decoded by `t2v_turbo_core.data`."""
+    """Real training data: a WebVid-style caption file decoded by `t2v_turbo_core.data`.
+
+    A video that cannot be used (missing, corrupt, too short for the clip) is skipped, counted
+    and named (`num_skipped`, `skipped`: path -> reason, this process) and the next one in the
+    step's order takes its place, so one bad file never ends a run.
+    """
 
     def __init__(self, teacher, cfg: TrainConfig, seed: int, rank: int, world: int):
         from t2v_turbo_core.data import VideoCaptionDataset
@@ -75,23 +81,45 @@ class VideoFileBatches:
         data = dict(cfg.data)
         if "annotations" not in data:
             raise TrainingError("real teachers need `data.annotations=/path/to/captions.csv` (see README: Real checkpoints)")
+        try:
+            # `data.fps=8` from the command line arrives as a string.
+            fps = float(data["fps"]) if data.get("fps") is not None else teacher.fps
+        except (TypeError, ValueError) as err:
+            raise TrainingError(f"data.fps={data['fps']!r} is not a number") from err
         self.dataset = VideoCaptionDataset(
             data["annotations"], video_root=data.get("video_root"), num_frames=teacher.num_frames,
-            height=teacher.height, width=teacher.width, target_fps=data.get("fps", teacher.fps), seed=seed,
+            height=teacher.height, width=teacher.width, target_fps=fps, seed=seed, on_error="skip",
         )
+        if len(self.dataset) == 0:
+            raise TrainingError(f"{data['annotations']}: no videos listed")
+        self.annotations = data["annotations"]
         self.teacher, self.seed, self.rank, self.world = teacher, seed, rank, world
+
+    @property
+    def num_skipped(self) -> int:
+        return self.dataset.num_skipped
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        return dict(self.dataset.skipped)
 
     @torch.no_grad()
     def __call__(self, step: int, batch_size: int, device) -> tuple[torch.Tensor, list[str]]:
         rng = np.random.default_rng([self.seed, 7002, step])
         order = rng.permutation(len(self.dataset))
         videos, captions, i = [], [], (step * self.world + self.rank) * batch_size
+        failed_in_a_row = 0
         while len(videos) < batch_size:
-            item = self.dataset.load(int(order[i % len(order)]))
+            item = self.dataset[int(order[i % len(order)])]  # None: skipped and counted by the dataset
             i += 1
-            if item is None:  # corrupt or too short: skipped and counted by the dataset
+            if item is None:
+                failed_in_a_row += 1
+                if failed_in_a_row >= len(order):
+                    raise TrainingError(f"none of the {len(order)} videos of {self.annotations} can be used "
+                                        f"(missing, corrupt or too short; see the warnings above)")
                 continue
-            videos.append(item["video"])
+            failed_in_a_row = 0
+            videos.append(item["pixels"])
             captions.append(item["caption"])
         pixels = torch.stack(videos).to(device)  # [B, 3, F, H, W] in [-1, 1]
         gen = torch.Generator().manual_seed(int(rng.integers(2**31)) + self.rank)
@@ -132,11 +160,13 @@ def make_distiller(cfg: TrainConfig, teacher, student, image_rm, video_rm):
 
 def _checkpoint_dirs(run_dir: Path) -> list[Path]:
     root = run_dir / "checkpoints"
-    done = [p for p in root.glob("step-*") if (p / "state.json").is_file()] if root.is_dir() else []
+    # `step-N.tmp` (a checkpoint being written when the process was killed) is not one.
+    done = [p for p in root.glob("step-*") if p.name[5:].isdigit() and (p / "state.json").is_file()] if root.is_dir() else []
     return sorted(done, key=lambda p: int(p.name.split("-")[1]))
 
 
-def save_checkpoint(run_dir: Path, step: int, student, optimizer, distiller, accelerator, keep: int, elapsed: float) -> Path:
+def save_checkpoint(run_dir: Path, step: int, student, optimizer, distiller, accelerator, keep: int, elapsed: float,
+                    extra: dict | None = None) -> Path:
     """Written to a temp folder and renamed, so a kill never leaves a half checkpoint."""
     from t2v_turbo_core.lora import save_student
 
@@ -155,7 +185,7 @@ def save_checkpoint(run_dir: Path, step: int, student, optimizer, distiller, acc
     torch.save({"torch": torch.get_rng_state()}, tmp / f"rng-{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (tmp / "state.json").write_text(json.dumps({"step": step, "elapsed": elapsed, "world": accelerator.num_processes}))
+        (tmp / "state.json").write_text(json.dumps({"step": step, "elapsed": elapsed, "world": accelerator.num_processes, **(extra or {})}))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         for old in _checkpoint_dirs(run_dir)[:-keep]:
@@ -243,8 +273,11 @@ def train(
     distiller.student = student
 
     step, elapsed = 0, 0.0
+    # Videos skipped before the checkpoint a resume starts from (the steps after it are redone).
+    skipped_before: dict = {"count": 0, "files": {}}
     if resume and checkpoints:
         step, elapsed = load_checkpoint(checkpoints[-1], student, optimizer, distiller, accelerator)
+        skipped_before = json.loads((checkpoints[-1] / "state.json").read_text()).get("skipped_videos", skipped_before)
     data = TinyWorldBatches(teacher, cfg.seed, rank) if cfg.teacher == "tiny" else VideoFileBatches(teacher, cfg, cfg.seed, rank, world)
     log_path = run_dir / "train_log.csv"
     if accelerator.is_main_process and step == 0 and log_path.exists():
@@ -260,8 +293,12 @@ def train(
         text = teacher.text_encoder(prompts)
         gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step * 1_009 + rank) % (2**31))
         out = distiller.step(latents, text, prompts, generator=gen)
-        finite = torch.tensor([1.0 if torch.isfinite(out.loss) else 0.0], device=accelerator.device)
-        if accelerator.gather(finite).min() < 1:
+        # One gather per step for both: is every process's loss finite, how many videos were skipped.
+        flags = torch.tensor([1.0 if torch.isfinite(out.loss) else 0.0, float(getattr(data, "num_skipped", 0))],
+                             device=accelerator.device)
+        flags = accelerator.gather(flags).view(-1, 2)
+        skipped = int(skipped_before["count"]) + int(flags[:, 1].sum())
+        if flags[:, 0].min() < 1:
             kept = _checkpoint_dirs(run_dir)
             where = f"last good checkpoint: {kept[-1]}" if kept else "no checkpoint was written yet"
             if accelerator.is_main_process:
@@ -273,7 +310,7 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         distiller.update_target()
         step += 1
-        last = {**out.as_log(), "grad_norm": float(grad_norm), "lr": lr}
+        last = {**out.as_log(), "grad_norm": float(grad_norm), "lr": lr, "skipped": skipped}
         if accelerator.is_main_process and (step % cfg.log_every == 0 or step == cfg.steps):
             _append_log(log_path, step, time.time() - t0, last)
         if task is not None:
@@ -281,15 +318,34 @@ def train(
         if on_step is not None:
             on_step(step, last)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save_checkpoint(run_dir, step, student, optimizer, distiller, accelerator, cfg.keep_checkpoints, time.time() - t0)
+            skipped_state = {"count": skipped, "files": {**skipped_before["files"], **_skipped_files(accelerator, data)}}
+            save_checkpoint(run_dir, step, student, optimizer, distiller, accelerator, cfg.keep_checkpoints, time.time() - t0,
+                            extra={"skipped_videos": skipped_state})
 
+    skipped_files = {**skipped_before["files"], **_skipped_files(accelerator, data)}
     if accelerator.is_main_process:
         save_student(accelerator.unwrap_model(student), student_adapter_path(run_dir),
                      metadata={"step": str(step), "variant": cfg.variant, "rm_vid": cfg.rm_vid})
-        _set_status(run_dir, "finished", {"steps": step, "train_seconds": round(time.time() - t0, 1), "final": last})
+        # Every skip event is counted (a file drawn at two steps counts twice); `files` names each once.
+        skipped_videos = {"count": int(last.get("skipped", skipped_before["count"])), "files": skipped_files}
+        _set_status(run_dir, "finished", {"steps": step, "train_seconds": round(time.time() - t0, 1), "final": last,
+                                          "skipped_videos": skipped_videos})
     accelerator.wait_for_everyone()
     return {"run_dir": str(run_dir), "steps": step, "seconds": round(time.time() - t0, 1), "final": last,
             "main_process": accelerator.is_main_process}
+
+
+def _skipped_files(accelerator, data) -> dict[str, str]:
+    """{path: reason} of every video skipped so far by any process (a collective call)."""
+    mine = dict(getattr(data, "skipped", None) or {})
+    if accelerator.num_processes == 1:
+        return mine
+    from accelerate.utils import gather_object
+
+    merged: dict[str, str] = {}
+    for part in gather_object([mine]):
+        merged.update(part)
+    return merged
 
 
 def _append_log(path: Path, step: int, seconds: float, values: dict) -> None:
