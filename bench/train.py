@@ -32,7 +32,13 @@ LOG_COLUMNS = ("step", "seconds", "lr", "loss", "loss_cd", "loss_reward", "rewar
 
 
 class TrainingError(RuntimeError):
-    pass
+    exit_code = 1
+
+
+class TrainingDataError(TrainingError):
+    """The training data cannot be read (bad input: exit code 2)."""
+
+    exit_code = 2
 
 
 # --- data -------------------------------------------------------------------------------
@@ -80,18 +86,21 @@ class VideoFileBatches:
 
         data = dict(cfg.data)
         if "annotations" not in data:
-            raise TrainingError("real teachers need `data.annotations=/path/to/captions.csv` (see README: Real checkpoints)")
+            raise TrainingDataError("real teachers need `data.annotations=/path/to/captions.csv` (see README: Training data)")
         try:
             # `data.fps=8` from the command line arrives as a string.
             fps = float(data["fps"]) if data.get("fps") is not None else teacher.fps
         except (TypeError, ValueError) as err:
-            raise TrainingError(f"data.fps={data['fps']!r} is not a number") from err
-        self.dataset = VideoCaptionDataset(
-            data["annotations"], video_root=data.get("video_root"), num_frames=teacher.num_frames,
-            height=teacher.height, width=teacher.width, target_fps=fps, seed=seed, on_error="skip",
-        )
+            raise TrainingDataError(f"data.fps={data['fps']!r} is not a number") from err
+        try:
+            self.dataset = VideoCaptionDataset(
+                data["annotations"], video_root=data.get("video_root"), num_frames=teacher.num_frames,
+                height=teacher.height, width=teacher.width, target_fps=fps, seed=seed, on_error="skip",
+            )
+        except (OSError, ValueError) as err:  # missing or unreadable caption file, missing columns
+            raise TrainingDataError(f"data.annotations: {err}") from err
         if len(self.dataset) == 0:
-            raise TrainingError(f"{data['annotations']}: no videos listed")
+            raise TrainingDataError(f"{data['annotations']}: no videos listed")
         self.annotations = data["annotations"]
         self.teacher, self.seed, self.rank, self.world = teacher, seed, rank, world
 
@@ -258,6 +267,8 @@ def train(
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()
     image_rm, video_rm = load_rewards(cfg, accelerator.device)
+    # The data source too: a wrong caption file must not leave a run directory behind either.
+    data = TinyWorldBatches(teacher, cfg.seed, rank) if cfg.teacher == "tiny" else VideoFileBatches(teacher, cfg, cfg.seed, rank, world)
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         if not run_json.is_file():
@@ -278,7 +289,6 @@ def train(
     if resume and checkpoints:
         step, elapsed = load_checkpoint(checkpoints[-1], student, optimizer, distiller, accelerator)
         skipped_before = json.loads((checkpoints[-1] / "state.json").read_text()).get("skipped_videos", skipped_before)
-    data = TinyWorldBatches(teacher, cfg.seed, rank) if cfg.teacher == "tiny" else VideoFileBatches(teacher, cfg, cfg.seed, rank, world)
     log_path = run_dir / "train_log.csv"
     if accelerator.is_main_process and step == 0 and log_path.exists():
         log_path.unlink()  # a fresh start (no checkpoint yet): no stale rows
@@ -410,7 +420,7 @@ def register(app: typer.Typer) -> None:
                 summary = train(cfg, target, resume=resume, progress=progress, device=device)
             except TrainingError as err:
                 print_error(console, err)
-                raise typer.Exit(1)
+                raise typer.Exit(err.exit_code)
             except FileNotFoundError as err:
                 print_error(console, err)
                 raise typer.Exit(2)

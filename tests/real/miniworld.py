@@ -590,3 +590,51 @@ def train_config(world: MiniWorld, teacher: str, path: Path, by_config_keys: boo
     cfg.update({"weights": weights, "data": world.data(), **extra})
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
+
+
+def ablation_spec(train_config_path: Path, work_dir: Path, report: Path, limit: int = 2) -> dict:
+    """A `bench ablate --config` spec over the world: VCM and T2V-Turbo, 2 steps, VBench's
+    temporal_flickering on its first `limit` prompts, one video per prompt."""
+    return {
+        "name": "miniworld-ablation",
+        "train_config": str(train_config_path),
+        "variants": [{"variant": "vcm"}, {"variant": "vcm+img+vid", "rm_vid": "internvid2"}],
+        "student_steps": 2,
+        "teacher_steps": 2,
+        "suite": "vbench",
+        "dimensions": ["temporal_flickering"],
+        "limit": limit,
+        "benchmark": "vbench",
+        "videos_per_prompt": 1,
+        "generate_batch": 2,
+        "jobs": 2,
+        "bootstrap": 50,
+        "work_dir": str(work_dir),
+        "report": str(report),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m tests.real.miniworld DIR`: write the world and its configs, to run the
+    README's commands by hand."""
+    import argparse
+
+    import yaml
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("root", type=Path)
+    args = parser.parse_args(argv)
+    root = args.root.resolve()
+    world = build_miniworld(root)
+    for teacher in ("ms", "vc2"):
+        train_config(world, teacher, root / f"{teacher}.yaml")
+    train_config(world, "vc2", root / "vc2-env.yaml", by_config_keys=False)
+    spec = ablation_spec(root / "vc2.yaml", root / "runs" / "ablation", root / "reports" / "miniworld-ablation")
+    (root / "ablate.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    print(f"wrote {root}: ms.yaml, vc2.yaml (weights and data by config keys), vc2-env.yaml (weights from these variables), ablate.yaml")
+    for name, value in env_vars(world, "vc2").items():
+        print(f"export {name}={value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -33,6 +33,7 @@ from bench.cli import _register_verbs, app
 from tests.real.miniworld import (
     WEBVID_CLIPS,
     WEIGHT_ENV_VARS,
+    ablation_spec,
     build_miniworld,
     env_vars,
     train_config,
@@ -248,6 +249,18 @@ def test_train_with_weights_from_the_documented_environment_variables(world, tmp
     _check_finished_run(run_dir, world, steps=2, variant="vcm+img+vid")
 
 
+def test_a_wrong_caption_file_exits_2_and_leaves_no_run_directory(configs, tmp_path):
+    _register_verbs()
+    (tmp_path / "no-caption.csv").write_text("videoid,page_dir\n1,2\n")
+    for annotations, expected in ((tmp_path / "nowhere.csv", "annotation file not found"), (tmp_path / "no-caption.csv", "needs a video")):
+        run_dir = tmp_path / "run"
+        result = CliRunner().invoke(app, ["train", "--config", str(configs["ms"]), "--run-dir", str(run_dir), "--device", "cpu",
+                                          f"data.annotations={annotations}"], env={"COLUMNS": "300"})
+        assert result.exit_code == 2, result.output
+        assert expected in result.output and annotations.name in result.output
+        assert not run_dir.exists()
+
+
 def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_one_does(world, configs, tmp_path):
     overrides = ["steps=5", "checkpoint_every=1", "keep_checkpoints=5"]
     straight = tmp_path / "straight"
@@ -357,23 +370,7 @@ def test_score_vbench_temporal_flickering_and_report(generated, t2v_turbo_runs, 
 
 
 def test_ablate_over_the_miniature_world_with_vbench(world, configs, tmp_path):
-    spec = {
-        "name": "miniworld-ablation",
-        "train_config": str(configs["vc2"]),
-        "variants": [{"variant": "vcm"}, {"variant": "vcm+img+vid", "rm_vid": "internvid2"}],
-        "student_steps": 2,
-        "teacher_steps": 2,
-        "suite": "vbench",
-        "dimensions": ["temporal_flickering"],
-        "limit": LIMIT,
-        "benchmark": "vbench",
-        "videos_per_prompt": 1,
-        "generate_batch": 2,
-        "jobs": 2,
-        "bootstrap": 50,
-        "work_dir": str(tmp_path / "ablation"),
-        "report": str(tmp_path / "reports" / "miniworld-ablation"),
-    }
+    spec = ablation_spec(configs["vc2"], tmp_path / "ablation", tmp_path / "reports" / "miniworld-ablation", limit=LIMIT)
     config = tmp_path / "ablate.yaml"
     config.write_text(yaml.safe_dump(spec))
     env = _clean_env(VBENCH_CACHE_DIR=str(tmp_path / "vbench-cache"))
