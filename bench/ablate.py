@@ -140,6 +140,14 @@ def _score(spec: AblationSpec, videos: Path, scores: Path, report, zoo: str | No
     return score(videos, videos.name, scores, resolve_dimensions(spec.dimensions), None, force=False, command_line="bench ablate")
 
 
+def generation_device(cfg) -> str:
+    """A real teacher generates on the GPU when there is one (its 50-step baseline on the CPU
+    would take days); the tiny world on the CPU, where its reference results were made."""
+    import torch
+
+    return "cuda" if cfg.teacher != "tiny" and torch.cuda.is_available() else "cpu"
+
+
 def run_job(spec_dict: dict, entry: dict, queue: Any = None) -> dict:
     """Train (students), generate and score one model. Skips whatever is complete."""
     import torch
@@ -165,7 +173,7 @@ def run_job(spec_dict: dict, entry: dict, queue: Any = None) -> dict:
         if not (run_dir / "run.json").is_file():
             write_json_atomic(run_dir / "run.json", run_record("teacher", config_to_dict(cfg), {"generation_seed": spec.seed},
                                                                {"status": "finished"}))
-        bundle = load_teacher(cfg)
+        bundle = load_teacher(cfg, device=generation_device(cfg))
         unet = bundle.unet
     else:
         overrides = list(spec.train_overrides) + [f"variant={entry['variant']}"]
@@ -179,7 +187,7 @@ def run_job(spec_dict: dict, entry: dict, queue: Any = None) -> dict:
             train(cfg, run_dir, resume=status is not None, device="cpu" if not torch.cuda.is_available() else None,
                   on_step=lambda step, logs: report("train", step, cfg.steps))
         timings["train_seconds"] = float(read_run(run_dir).get("train_seconds", time.time() - t0))
-        bundle, unet, _ = load_run_student(run_dir)
+        bundle, unet, _ = load_run_student(run_dir, device=generation_device(cfg))
     label, score_label = _labels(spec, teacher)
     videos = run_dir / "videos" / label
     items, source = _suite_items(spec)

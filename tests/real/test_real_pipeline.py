@@ -14,6 +14,7 @@ tests/test_vbench_adapter.py uses (created on first use, then shared).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -85,7 +86,8 @@ def _check_finished_run(run_dir: Path, world, steps: int, variant: str) -> dict:
     assert run["status"] == "finished" and run["steps"] == steps and run["config"]["variant"] == variant
     assert (run_dir / "student" / "adapter.safetensors").is_file()
     rows = _log_rows(run_dir)
-    assert [int(r["step"]) for r in rows] == list(range(1, steps + 1))
+    # (A run killed between a row and its checkpoint logs that step again when resumed.)
+    assert sorted({int(r["step"]) for r in rows}) == list(range(1, steps + 1)) and int(rows[-1]["step"]) == steps
     # With seed 0 the first two steps' draws hit both bad files; training went on regardless.
     skipped = run["skipped_videos"]
     assert set(skipped["files"]) == set(world.bad_files)
@@ -381,3 +383,24 @@ def test_ablate_over_the_miniature_world_with_vbench(world, configs, tmp_path):
     for name in ("vcm", "vcm+img+vid-internvid2"):
         _check_finished_run(tmp_path / "ablation" / name, world, steps=2, variant=name.split("-")[0])
     assert "miniworld-ablation" in (tmp_path / "reports" / "miniworld-ablation.md").read_text()
+
+
+def test_ablation_jobs_of_a_real_teacher_generate_on_the_gpu_when_there_is_one(configs, tmp_path, monkeypatch):
+    """Training used accelerate's device, generation always the CPU: a real teacher's baseline
+    would have run on the CPU of a GPU machine."""
+    import bench.runs
+    from bench.ablate import AblationSpec, run_job
+
+    class Loaded(Exception):
+        pass
+
+    def load_teacher(cfg, device="cpu"):
+        raise Loaded(device)
+
+    monkeypatch.setattr(bench.runs, "load_teacher", load_teacher)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for config, expected in ((str(configs["vc2"]), "cuda"), ("tiny", "cpu")):
+        spec = AblationSpec(train_config=config, work_dir=str(tmp_path / config.replace("/", "_")))
+        with pytest.raises(Loaded) as err:
+            run_job(dataclasses.asdict(spec), {"name": "teacher", "variant": "teacher"})
+        assert err.value.args == (expected,)
