@@ -19,11 +19,32 @@ ModelScope and PickScore need none: their folders carry their own config.json.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 import torch
 
 from bench.config import TrainConfig
+
+
+class ComponentLoadError(ValueError):
+    """A weight file that is there but does not fit (another model, another size), or a bad
+    `weights.architectures` file: bad input, reported without a traceback (exit code 2)."""
+
+
+ARCHITECTURES_HINT = ("(a checkpoint of another size than the official one needs weights.architectures=FILE.yaml; "
+                      "see README: Real checkpoints)")
+
+
+@contextlib.contextmanager
+def _loading(what: str, path: Any) -> Iterator[None]:
+    """Name the model and file when a loader refuses a checkpoint (its weights do not fit)."""
+    try:
+        yield
+    except ComponentLoadError:
+        raise
+    except ValueError as err:
+        raise ComponentLoadError(f"{what} from {path}: {err}\n{ARCHITECTURES_HINT}") from err
 
 
 def _explicit(cfg: TrainConfig, names) -> dict[str, Any]:
@@ -48,10 +69,10 @@ def architectures(cfg: TrainConfig) -> dict[str, dict]:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ValueError(f"weights.architectures {path}: not valid YAML: {err}") from err
+        raise ComponentLoadError(f"weights.architectures {path}: not valid YAML: {err}") from err
     unknown = sorted(set(raw) - set(ARCHITECTURE_SECTIONS)) if isinstance(raw, dict) else ["(not a mapping)"]
     if unknown or not all(isinstance(v, dict) for v in raw.values()):
-        raise ValueError(f"weights.architectures {path}: sections must be mappings named {', '.join(ARCHITECTURE_SECTIONS)}; "
+        raise ComponentLoadError(f"weights.architectures {path}: sections must be mappings named {', '.join(ARCHITECTURE_SECTIONS)}; "
                          f"got {', '.join(unknown) or 'a non-mapping section'}")
     return raw
 
@@ -63,7 +84,7 @@ def _dataclass_from(cls, values: dict, where: str):
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"weights.architectures [{where}]: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise ComponentLoadError(f"weights.architectures [{where}]: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
@@ -78,7 +99,7 @@ def videocrafter2_config(arch: dict):
         section["unet"] = _dataclass_from(VideoCrafter2UNetConfig, section["unet"], "videocrafter2.unet")
     for key in ("vae_ddconfig", "text_model_cfg"):  # plain mappings (LDM ddconfig, open_clip config)
         if key in section and not isinstance(section[key], dict):
-            raise ValueError(f"weights.architectures [videocrafter2.{key}] must be a mapping")
+            raise ComponentLoadError(f"weights.architectures [videocrafter2.{key}] must be a mapping")
     return _dataclass_from(VideoCrafter2Config, section, "videocrafter2")
 
 
@@ -91,9 +112,12 @@ def load_real_teacher(cfg: TrainConfig, device: str | torch.device = "cpu"):
     paths = resolve_weights(required, explicit=_explicit(cfg, required))
     (name,) = required
     if cfg.teacher == "ms":
-        return load_modelscope(paths[name], device=device)
+        with _loading("the ModelScopeT2V teacher", paths[name]):
+            return load_modelscope(paths[name], device=device)
     if cfg.teacher == "vc2":
-        return load_videocrafter2(paths[name], device=device, config=videocrafter2_config(architectures(cfg)))
+        config = videocrafter2_config(architectures(cfg))
+        with _loading("the VideoCrafter2 teacher", paths[name]):
+            return load_videocrafter2(paths[name], device=device, config=config)
     raise ValueError(f"no real teacher named {cfg.teacher!r}")
 
 
@@ -128,19 +152,22 @@ def load_real_rewards(cfg: TrainConfig, device: str | torch.device = "cpu") -> t
     arch = architectures(cfg)
     image = video = None
     if cfg.uses_image_reward:
-        if cfg.rm_img == "hpsv21":
-            image = R.load_hpsv21(paths["hpsv21"], device=device, model_cfg=arch.get("hpsv21"))
-        else:
-            image = R.load_pickscore(paths["pickscore"], paths["pickscore_processor"], device=device)
+        with _loading(f"the {cfg.rm_img} image reward", paths[cfg.rm_img]):
+            if cfg.rm_img == "hpsv21":
+                image = R.load_hpsv21(paths["hpsv21"], device=device, model_cfg=arch.get("hpsv21"))
+            else:
+                image = R.load_pickscore(paths["pickscore"], paths["pickscore_processor"], device=device)
     if cfg.uses_video_reward:
         if cfg.rm_vid == "viclip":
             viclip_cfg = _dataclass_from(ViCLIPConfig, arch["viclip"], "viclip") if "viclip" in arch else None
-            video = R.load_viclip(paths["viclip"], device=device, config=viclip_cfg)
+            with _loading("the ViCLIP video reward", paths["viclip"]):
+                video = R.load_viclip(paths["viclip"], device=device, config=viclip_cfg)
         else:
             # InternVideo2 Stage-2 was trained with 4 frames; T2V-Turbo v1 feeds it 8.
             n = cfg.video_reward_frames or 4
             iv2_cfg = _dataclass_from(InternVideo2Config, arch["internvideo2"], "internvideo2") if "internvideo2" in arch else None
-            video = R.load_internvideo2(paths["internvideo2"], paths["internvideo2_tokenizer"], device=device, num_frames=n,
-                                        config=iv2_cfg)
+            with _loading("the InternVideo2 video reward", paths["internvideo2"]):
+                video = R.load_internvideo2(paths["internvideo2"], paths["internvideo2_tokenizer"], device=device, num_frames=n,
+                                            config=iv2_cfg)
     _ = MissingWeightsError  # re-exported for callers that catch it from here
     return image, video

@@ -399,6 +399,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+        from bench.components import ComponentLoadError
         from bench.config import ConfigError
 
         console = Console(stderr=True)
@@ -421,7 +422,7 @@ def register(app: typer.Typer) -> None:
             except TrainingError as err:
                 print_error(console, err)
                 raise typer.Exit(err.exit_code)
-            except FileNotFoundError as err:
+            except (FileNotFoundError, ComponentLoadError) as err:
                 print_error(console, err)
                 raise typer.Exit(2)
         if summary["main_process"]:

@@ -35,6 +35,7 @@ from tests.real.miniworld import (
     WEBVID_CLIPS,
     WEIGHT_ENV_VARS,
     ablation_spec,
+    architectures,
     build_miniworld,
     env_vars,
     train_config,
@@ -404,3 +405,21 @@ def test_ablation_jobs_of_a_real_teacher_generate_on_the_gpu_when_there_is_one(c
         with pytest.raises(Loaded) as err:
             run_job(dataclasses.asdict(spec), {"name": "teacher", "variant": "teacher"})
         assert err.value.args == (expected,)
+
+
+def test_a_checkpoint_that_does_not_fit_exits_2_naming_the_file_and_the_architectures_key(world, configs, tmp_path):
+    """Tiny checkpoints read at the official sizes (no weights.architectures), or a bad
+    architectures file: one clear error, no traceback, no run directory."""
+    bad_arch = tmp_path / "bad-arch.yaml"
+    bad_arch.write_text(yaml.safe_dump({**architectures(), "viclip": {"vision_width": 32, "no_such_field": 1}}))
+    cases = (
+        (["weights.architectures="], ["the VideoCrafter2 teacher from", str(world.videocrafter2), "does not fit", "weights.architectures=FILE.yaml"]),
+        ([f"weights.architectures={bad_arch}", "rm_vid=viclip"], ["weights.architectures [viclip]: unknown key(s) no_such_field"]),
+        ([f"weights.architectures={tmp_path / 'none.yaml'}"], ["weights.architectures: no such file", "none.yaml"]),
+    )
+    for overrides, expected in cases:
+        run_dir = tmp_path / "run"
+        result = _invoke(["train", "--config", str(configs["vc2"]), "--run-dir", str(run_dir), "--device", "cpu", *overrides], exit_code=2)
+        assert "Traceback" not in result.output and not run_dir.exists()
+        for text in expected:
+            assert text in result.output.replace("\n", " ") or text in result.output, (text, result.output[-2000:])
