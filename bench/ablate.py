@@ -54,6 +54,7 @@ class AblationSpec:
     teacher_cfg: float | None = None  # None: the teacher's usual scale
     suite: str = "tiny"
     dimensions: list[str] | None = None  # a subset of the suite (None: all 16 dimensions)
+    limit: int | None = None  # only the first N prompts (after `dimensions`): smoke runs
     benchmark: str = "tiny"
     videos_per_prompt: int = 5
     seed: int = 2024
@@ -91,6 +92,8 @@ class AblationSpec:
             problem = number_problem(value, lo, hi, integer=integer)
             if problem:
                 errors.append(f"{name}={value!r} {problem}")
+        if self.limit is not None and (not isinstance(self.limit, int) or isinstance(self.limit, bool) or self.limit < 1):
+            errors.append(f"limit={self.limit!r} must be a whole number >= 1 (or absent: every prompt)")
         if not isinstance(self.train_overrides, list) or not all(isinstance(o, str) for o in self.train_overrides):
             errors.append("train_overrides must be a list of key=value strings")
         elif not errors:
@@ -151,9 +154,11 @@ def _labels(spec: AblationSpec, teacher: bool) -> tuple[str, str]:
 
 
 def _suite_items(spec: AblationSpec):
-    from bench.generate import load_suite
+    from bench.generate import limit_items, load_suite
 
     items, source = load_suite(spec.suite, spec.dimensions)
+    if spec.limit is not None:
+        items, source = limit_items(items, spec.limit), {**source, "limit": spec.limit}
     return items, source
 
 
@@ -165,7 +170,15 @@ def _score(spec: AblationSpec, videos: Path, scores: Path, report, zoo: str | No
                           progress=lambda done, total: report("score", done, total))
     from bench.score_vbench import resolve_dimensions, score
 
-    return score(videos, videos.name, scores, resolve_dimensions(None), None, force=False, command_line="bench ablate")
+    return score(videos, videos.name, scores, resolve_dimensions(spec.dimensions), None, force=False, command_line="bench ablate")
+
+
+def generation_device(cfg) -> str:
+    """A real teacher generates on the GPU when there is one (its 50-step baseline on the CPU
+    would take days); the tiny world on the CPU, where its reference results were made."""
+    import torch
+
+    return "cuda" if cfg.teacher != "tiny" and torch.cuda.is_available() else "cpu"
 
 
 def run_job(spec_dict: dict, entry: dict, queue: Any = None) -> dict:
@@ -193,7 +206,7 @@ def run_job(spec_dict: dict, entry: dict, queue: Any = None) -> dict:
         if not (run_dir / "run.json").is_file():
             write_json_atomic(run_dir / "run.json", run_record("teacher", config_to_dict(cfg), {"generation_seed": spec.seed},
                                                                {"status": "finished"}))
-        bundle = load_teacher(cfg)
+        bundle = load_teacher(cfg, device=generation_device(cfg))
         unet = bundle.unet
     else:
         overrides = list(spec.train_overrides) + [f"variant={entry['variant']}"]
@@ -212,7 +225,7 @@ def run_job(spec_dict: dict, entry: dict, queue: Any = None) -> dict:
                   on_step=lambda step, logs: report("train", step, cfg.steps),
                   tracker_dir=Path(spec.work_dir) / TENSORBOARD_DIR)
         timings["train_seconds"] = float(read_run(run_dir).get("train_seconds", time.time() - t0))
-        bundle, unet, _ = load_run_student(run_dir)
+        bundle, unet, _ = load_run_student(run_dir, device=generation_device(cfg))
     label, score_label = _labels(spec, teacher)
     videos = run_dir / "videos" / label
     items, source = _suite_items(spec)

@@ -40,6 +40,7 @@ EXIT_CODES: dict[str, int] = {
     "bench.config.ConfigError": INPUT_ERROR,
     "bench.runs.RunError": INPUT_ERROR,  # not a run directory, unreadable run.json, no student
     "bench.weights.MissingWeightsError": INPUT_ERROR,
+    "bench.components.ComponentLoadError": INPUT_ERROR,  # a weight file that does not fit its model
     "bench.tinyworld.zoo.ZooError": INPUT_ERROR,
     "bench.report.ReportInputError": INPUT_ERROR,
     "bench.video_io.VideoReadError": INPUT_ERROR,

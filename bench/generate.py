@@ -117,6 +117,13 @@ def load_suite(suite: str, dimensions: Sequence[str] | None = None) -> tuple[lis
     raise GenerateError(f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
 
 
+def limit_items(items: Sequence[SuiteItem], limit: int) -> list[SuiteItem]:
+    """The first `limit` prompts in suite order (suite entries are distinct prompts)."""
+    if limit < 1:
+        raise GenerateError(f"--limit must be >= 1, got {limit}")
+    return list(items[:limit])
+
+
 def read_prompt_file(path: Path) -> list[SuiteItem]:
     """One prompt per line; blank lines are skipped, every other character is kept."""
     try:
@@ -712,6 +719,7 @@ def generate_command(
     timestep_spacing: Optional[str] = typer.Option(None, "--timestep-spacing", help="Student: strided (default; 4 steps = 999,759,519,279) or linspace. Teacher: trailing (default) or leading."),
     videos_per_prompt: int = typer.Option(DEFAULT_VIDEOS_PER_PROMPT, "--videos-per-prompt", help="Videos per prompt, named {prompt}-0.mp4 .. (VBench: 5)."),
     dimension: Optional[list[str]] = typer.Option(None, "--dimension", help="Only prompts serving this dimension (repeatable)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N prompts of the suite (after --dimension), for smoke runs."),
     flicker_oversample: bool = typer.Option(False, "--flicker-oversample", help="25 videos per temporal_flickering prompt, for VBench's static filter (run on the `bench score vbench` side)."),
     prompt_file: Optional[Path] = typer.Option(None, "--prompt-file", help="A custom prompt list (one per line) instead of --suite; label 'custom'."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Base seed (default: drawn from os.urandom, or the folder's recorded one on resume; always recorded)."),
@@ -763,6 +771,8 @@ def generate_command(
                 fail(f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
             items, source = load_suite(suite, dimension)
             suite_name = suite
+        if limit is not None:
+            items, source = limit_items(items, limit), {**source, "limit": limit}
         plan = plan_videos(items, videos_per_prompt, flicker_oversample)
         explicit_shard = shard_index is not None or shard_count is not None
         if explicit_shard:
@@ -872,7 +882,7 @@ def generate_command(
                 videos_per_prompt=videos_per_prompt, seed=seed, batch_size=batch_size, shard=shard,
                 progress=on_progress, model_label=model_label, spacing=timestep_spacing,
                 flicker_oversample=flicker_oversample, suite_source=source, batch_invariant=batch_invariant,
-                record={"suite": suite_name, "run": str(run) if run else None, "dimensions": dimension or None},
+                record={"suite": suite_name, "run": str(run) if run else None, "dimensions": dimension or None, "limit": limit},
             )
         console.print(
             f"[green]{escape(str(out_dir))}[/]: {summary.generated} generated"

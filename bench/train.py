@@ -27,7 +27,8 @@ from bench.config import TrainConfig, config_to_dict, load_config
 from bench.runs import read_run, run_record, student_adapter_path, write_json_atomic
 from bench.validate import check_device, json_safe
 
-LOG_COLUMNS = ("step", "seconds", "lr", "loss", "loss_cd", "loss_reward", "reward_img", "reward_vid", "grad_norm")
+# `skipped`: training videos skipped so far (missing, corrupt or too short; all processes).
+LOG_COLUMNS = ("step", "seconds", "lr", "loss", "loss_cd", "loss_reward", "reward_img", "reward_vid", "grad_norm", "skipped")
 
 
 class TrainingError(RuntimeError):
@@ -39,6 +40,13 @@ class TrainingError(RuntimeError):
 
     def __reduce__(self):  # the code survives pickling (bench ablate's worker processes)
         return type(self), (str(self), self.code)
+
+
+class TrainingDataError(TrainingError):
+    """The training data cannot be read (bad input: exit code 2)."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message, code)
 
 
 # --- data -------------------------------------------------------------------------------
@@ -74,31 +82,61 @@ class TinyWorldBatches:
 
 
 class VideoFileBatches:
-    """Real training data: a WebVid-style caption file decoded by `t2v_turbo_core.data`."""
+    """Real training data: a WebVid-style caption file decoded by `t2v_turbo_core.data`.
+
+    A video that cannot be used (missing, corrupt, too short for the clip) is skipped, counted
+    and named (`num_skipped`, `skipped`: path -> reason, this process) and the next one in the
+    step's order takes its place, so one bad file never ends a run.
+    """
 
     def __init__(self, teacher, cfg: TrainConfig, seed: int, rank: int, world: int):
         from t2v_turbo_core.data import VideoCaptionDataset
 
         data = dict(cfg.data)
         if "annotations" not in data:
-            raise TrainingError("real teachers need `data.annotations=/path/to/captions.csv` (see README: Real checkpoints)", code=2)
-        self.dataset = VideoCaptionDataset(
-            data["annotations"], video_root=data.get("video_root"), num_frames=teacher.num_frames,
-            height=teacher.height, width=teacher.width, target_fps=data.get("fps", teacher.fps), seed=seed,
-        )
+            raise TrainingDataError("real teachers need `data.annotations=/path/to/captions.csv` (see README: Training data)")
+        try:
+            # `data.fps=8` from the command line arrives as a string.
+            fps = float(data["fps"]) if data.get("fps") is not None else teacher.fps
+        except (TypeError, ValueError) as err:
+            raise TrainingDataError(f"data.fps={data['fps']!r} is not a number") from err
+        try:
+            self.dataset = VideoCaptionDataset(
+                data["annotations"], video_root=data.get("video_root"), num_frames=teacher.num_frames,
+                height=teacher.height, width=teacher.width, target_fps=fps, seed=seed, on_error="skip",
+            )
+        except (OSError, ValueError) as err:  # missing or unreadable caption file, missing columns
+            raise TrainingDataError(f"data.annotations: {err}") from err
+        if len(self.dataset) == 0:
+            raise TrainingDataError(f"{data['annotations']}: no videos listed")
+        self.annotations = data["annotations"]
         self.teacher, self.seed, self.rank, self.world = teacher, seed, rank, world
+
+    @property
+    def num_skipped(self) -> int:
+        return self.dataset.num_skipped
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        return dict(self.dataset.skipped)
 
     @torch.no_grad()
     def __call__(self, step: int, batch_size: int, device) -> tuple[torch.Tensor, list[str]]:
         rng = np.random.default_rng([self.seed, 7002, step])
         order = rng.permutation(len(self.dataset))
         videos, captions, i = [], [], (step * self.world + self.rank) * batch_size
+        failed_in_a_row = 0
         while len(videos) < batch_size:
-            item = self.dataset.load(int(order[i % len(order)]))
+            item = self.dataset[int(order[i % len(order)])]  # None: skipped and counted by the dataset
             i += 1
-            if item is None:  # corrupt or too short: skipped and counted by the dataset
+            if item is None:
+                failed_in_a_row += 1
+                if failed_in_a_row >= len(order):
+                    raise TrainingError(f"none of the {len(order)} videos of {self.annotations} can be used "
+                                        f"(missing, corrupt or too short; see the warnings above)")
                 continue
-            videos.append(item["video"])
+            failed_in_a_row = 0
+            videos.append(item["pixels"])
             captions.append(item["caption"])
         pixels = torch.stack(videos).to(device)  # [B, 3, F, H, W] in [-1, 1]
         gen = torch.Generator().manual_seed(int(rng.integers(2**31)) + self.rank)
@@ -139,11 +177,13 @@ def make_distiller(cfg: TrainConfig, teacher, student, image_rm, video_rm):
 
 def _checkpoint_dirs(run_dir: Path) -> list[Path]:
     root = run_dir / "checkpoints"
-    done = [p for p in root.glob("step-*") if (p / "state.json").is_file()] if root.is_dir() else []
+    # `step-N.tmp` (a checkpoint being written when the process was killed) is not one.
+    done = [p for p in root.glob("step-*") if p.name[5:].isdigit() and (p / "state.json").is_file()] if root.is_dir() else []
     return sorted(done, key=lambda p: int(p.name.split("-")[1]))
 
 
-def save_checkpoint(run_dir: Path, step: int, student, optimizer, distiller, accelerator, keep: int, elapsed: float) -> Path:
+def save_checkpoint(run_dir: Path, step: int, student, optimizer, distiller, accelerator, keep: int, elapsed: float,
+                    extra: dict | None = None) -> Path:
     """Written to a temp folder and renamed, so a kill never leaves a half checkpoint."""
     from t2v_turbo_core.lora import save_student
 
@@ -162,7 +202,8 @@ def save_checkpoint(run_dir: Path, step: int, student, optimizer, distiller, acc
     torch.save({"torch": torch.get_rng_state()}, tmp / f"rng-{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (tmp / "state.json").write_text(json.dumps({"step": step, "elapsed": elapsed, "world": accelerator.num_processes}, allow_nan=False))
+        (tmp / "state.json").write_text(json.dumps({"step": step, "elapsed": elapsed, "world": accelerator.num_processes, **(extra or {})},
+                                                   allow_nan=False))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         for old in _checkpoint_dirs(run_dir)[:-keep]:
@@ -247,6 +288,8 @@ def train(
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()
     image_rm, video_rm = load_rewards(cfg, accelerator.device)
+    # The data source too: a wrong caption file must not leave a run directory behind either.
+    data = TinyWorldBatches(teacher, cfg.seed, rank) if cfg.teacher == "tiny" else VideoFileBatches(teacher, cfg, cfg.seed, rank, world)
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         if not run_json.is_file():
@@ -262,9 +305,11 @@ def train(
     distiller.student = student
 
     step, elapsed = 0, 0.0
+    # Videos skipped before the checkpoint a resume starts from (the steps after it are redone).
+    skipped_before: dict = {"count": 0, "files": {}}
     if resume and checkpoints:
         step, elapsed = load_checkpoint(checkpoints[-1], student, optimizer, distiller, accelerator)
-    data = TinyWorldBatches(teacher, cfg.seed, rank) if cfg.teacher == "tiny" else VideoFileBatches(teacher, cfg, cfg.seed, rank, world)
+        skipped_before = json.loads((checkpoints[-1] / "state.json").read_text()).get("skipped_videos", skipped_before)
     log_path = run_dir / "train_log.csv"
     if accelerator.is_main_process and step == 0 and log_path.exists():
         log_path.unlink()  # a fresh start (no checkpoint yet): no stale rows
@@ -284,8 +329,12 @@ def train(
         text = teacher.text_encoder(prompts)
         gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step * 1_009 + rank) % (2**31))
         out = distiller.step(latents, text, prompts, generator=gen)
-        finite = torch.tensor([1.0 if torch.isfinite(out.loss) else 0.0], device=accelerator.device)
-        if accelerator.gather(finite).min() < 1:
+        # One gather per step for both: is every process's loss finite, how many videos were skipped.
+        flags = torch.tensor([1.0 if torch.isfinite(out.loss) else 0.0, float(getattr(data, "num_skipped", 0))],
+                             device=accelerator.device)
+        flags = accelerator.gather(flags).view(-1, 2)
+        skipped = int(skipped_before["count"]) + int(flags[:, 1].sum())
+        if flags[:, 0].min() < 1:
             kept = _checkpoint_dirs(run_dir)
             where = f"last good checkpoint: {kept[-1]}" if kept else "no checkpoint was written yet"
             if accelerator.is_main_process:
@@ -297,7 +346,7 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         distiller.update_target()
         step += 1
-        last = {**out.as_log(), "grad_norm": float(grad_norm), "lr": lr}
+        last = {**out.as_log(), "grad_norm": float(grad_norm), "lr": lr, "skipped": skipped}
         if accelerator.is_main_process and (step % cfg.log_every == 0 or step == cfg.steps):
             _append_log(log_path, step, time.time() - t0, last)
             if curves is not None:
@@ -308,13 +357,19 @@ def train(
         if on_step is not None:
             on_step(step, last)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save_checkpoint(run_dir, step, student, optimizer, distiller, accelerator, cfg.keep_checkpoints, time.time() - t0)
+            skipped_state = {"count": skipped, "files": {**skipped_before["files"], **_skipped_files(accelerator, data)}}
+            save_checkpoint(run_dir, step, student, optimizer, distiller, accelerator, cfg.keep_checkpoints, time.time() - t0,
+                            extra={"skipped_videos": skipped_state})
 
+    skipped_files = {**skipped_before["files"], **_skipped_files(accelerator, data)}
     if accelerator.is_main_process:
         save_student(accelerator.unwrap_model(student), student_adapter_path(run_dir),
                      metadata={"step": str(step), "variant": cfg.variant, "rm_vid": cfg.rm_vid})
         # NaN in `last` means "not measured" (a variant without that reward): null in JSON.
-        _set_status(run_dir, "finished", {"steps": step, "train_seconds": round(time.time() - t0, 1), "final": json_safe(last)})
+        # Every skip event is counted (a file drawn at two steps counts twice); `files` names each once.
+        skipped_videos = {"count": int(last.get("skipped", skipped_before["count"])), "files": skipped_files}
+        _set_status(run_dir, "finished", {"steps": step, "train_seconds": round(time.time() - t0, 1), "final": json_safe(last),
+                                          "skipped_videos": skipped_videos})
         if curves is not None:
             curves.finish()
     accelerator.wait_for_everyone()
@@ -342,6 +397,19 @@ def truncate_log(path: Path, step: int) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(kept))
     os.replace(tmp, path)
+
+
+def _skipped_files(accelerator, data) -> dict[str, str]:
+    """{path: reason} of every video skipped so far by any process (a collective call)."""
+    mine = dict(getattr(data, "skipped", None) or {})
+    if accelerator.num_processes == 1:
+        return mine
+    from accelerate.utils import gather_object
+
+    merged: dict[str, str] = {}
+    for part in gather_object([mine]):
+        merged.update(part)
+    return merged
 
 
 def _append_log(path: Path, step: int, seconds: float, values: dict) -> None:

@@ -299,6 +299,16 @@ def load_modelscope(
     def make_student(lora_settings: LoraSettings | None = MODELSCOPE_LORA) -> nn.Module:
         return student_from_diffusers_unet(unet, lora_settings, GUIDANCE_EMBEDDING_DIM)
 
+    # The frame size diffusers' TextToVideoSDPipeline samples at: unet sample_size x the VAE's
+    # downsampling (32 x 8 = 256 for the official folder); 256 when the config has none.
+    vae_downsample = 2 ** (len(vae.config.block_out_channels) - 1)
+    sample = unet.config.sample_size
+    if sample is None:
+        height, width = MODELSCOPE_HEIGHT, MODELSCOPE_WIDTH
+    else:
+        h, w = (sample, sample) if isinstance(sample, int) else sample
+        height, width = int(h) * vae_downsample, int(w) * vae_downsample
+
     return TextToVideoModel(
         name="ms",
         unet=unet,
@@ -306,14 +316,14 @@ def load_modelscope(
         text_encoder=TransformersTextEncoder(tokenizer, text_model, max_length=MODELSCOPE_TEXT_TOKENS),
         schedule=schedule,
         num_frames=MODELSCOPE_NUM_FRAMES,
-        height=MODELSCOPE_HEIGHT,
-        width=MODELSCOPE_WIDTH,
+        height=height,
+        width=width,
         fps=MODELSCOPE_FPS,
         make_student=make_student,
         cfg_scale=MODELSCOPE_CFG,
         unet_kwargs={},
         latent_channels=int(unet.config.in_channels),
-        vae_downsample=2 ** (len(vae.config.block_out_channels) - 1),
+        vae_downsample=vae_downsample,
     )
 
 

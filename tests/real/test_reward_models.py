@@ -9,15 +9,12 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported: never reach the Hub
 
-import gzip
-import json
-
 import open_clip
 import pytest
 import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
-from transformers import BertConfig, BertModel, CLIPConfig, CLIPModel
+from transformers import BertConfig, BertModel, CLIPModel
 
 from t2v_turbo_core.arch.internvideo2 import (
     InternVideo2Config,
@@ -53,37 +50,13 @@ from t2v_turbo_core.rewards import (
     mixed_reward_loss,
 )
 
+from tests.real.miniworld import TINY_BERT_VOCAB, TINY_HPS, TINY_IV2, TINY_VICLIP  # shared with the CLI tests
+from tests.real.miniworld import clip_config as _clip_config
+from tests.real.miniworld import official_internvideo2_checkpoint as _official_internvideo2_checkpoint
+from tests.real.miniworld import randomise as _randomise
+from tests.real.miniworld import write_clip_tokenizer_dir as _write_clip_tokenizer_dir
+
 PROMPTS = ["a red fox running through snow", "an astronaut riding a horse on the moon"]
-
-# Reduced configs with the official naming schemes.
-TINY_HPS = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 224, "layers": 2, "width": 32, "head_width": 8, "patch_size": 14},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 2},
-}
-TINY_VICLIP = ViCLIPConfig(vision_width=32, vision_layers=2, vision_heads=4, embed_dim=16, text_width=32, text_heads=4, text_layers=2)
-TINY_BERT_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "an", "red", "fox", "running", "through", "snow",
-                   "astronaut", "riding", "horse", "on", "the", "moon", "##s"]  # fmt: skip
-TINY_IV2 = InternVideo2Config(
-    width=64, depth=2, heads=4, mlp_hidden=128, clip_embed_dim=24, attn_pool_heads=4, embed_dim=16,
-    text_vocab_size=len(TINY_BERT_VOCAB), text_width=32, text_layers=4, text_heads=4, text_intermediate=64,
-    text_max_positions=64, fusion_layer=3,
-)  # fmt: skip
-# Sizes of the official training heads that retrieval never uses (reduced like the rest).
-TINY_IV2_TEACHER_DIM, TINY_IV2_RETURN_LAYERS = 48, 2
-
-
-def _is_norm_weight(name: str) -> bool:
-    return name.endswith("weight") and ("ln_" in name or "norm" in name.lower())
-
-
-def _randomise(module: torch.nn.Module, seed: int = 0, std: float = 0.05) -> torch.nn.Module:
-    """Random weights everywhere (no zero-initialised layer hides a bug); norm gains near 1."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * std + (1.0 if _is_norm_weight(name) else 0.0))
-    return module
 
 
 def _check_gradients(reward: torch.nn.Module, pixels: torch.Tensor, prompts, expected_shape):
@@ -150,32 +123,6 @@ def test_checkpoints_that_need_unpickling_are_refused_unless_allowed(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ PickScore
-
-
-def _write_clip_tokenizer_dir(folder):
-    """`vocab.json` + `merges.txt` derived from open_clip's bundled CLIP BPE file.
-
-    This is how CLIP's vocabulary is defined (byte symbols, their end-of-word forms, one entry
-    per merge, then the two special tokens), so the folder matches the laion CLIP-H tokenizer.
-    """
-    from open_clip.tokenizer import bytes_to_unicode, default_bpe
-
-    merges = gzip.open(default_bpe()).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
-    symbols = list(bytes_to_unicode().values())
-    vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    return folder
-
-
-def _clip_config(text: dict, vision: dict, projection_dim: int) -> CLIPConfig:
-    return CLIPConfig(
-        text_config={**text, "projection_dim": projection_dim, "hidden_act": "gelu"},
-        vision_config={**vision, "projection_dim": projection_dim, "hidden_act": "gelu"},
-        projection_dim=projection_dim,
-    )
 
 
 def test_pickscore_loads_local_folders_strictly_and_scores_cosine_or_logits(tmp_path):
@@ -282,46 +229,6 @@ def test_viclip_tokenizer_is_clip_bpe_at_32_tokens_ending_with_end_of_text():
 
 
 # ------------------------------------------------------------------------------------ InternVideo2
-
-
-def _official_internvideo2_checkpoint(cfg: InternVideo2Config, seed: int = 4) -> dict:
-    """A Stage-2 checkpoint in the official layout: DeepSpeed `{'module': ...}` holding
-    `vision_encoder.*` (with the UMT distillation heads), `text_encoder.bert.*` (all layers,
-    cross-attention from `fusion_layer` on, the `position_ids` buffer), the MLM head
-    `text_encoder.cls.*`, `vision_proj`, `text_proj`, `itm_head` and `temp`."""
-    retrieval = _randomise(InternVideo2Retrieval(cfg), seed=seed)
-    g = torch.Generator().manual_seed(seed + 1)
-
-    def rnd(*shape):
-        return torch.randn(shape, generator=g) * 0.05
-
-    module = {k: v for k, v in retrieval.state_dict().items() if not k.startswith("text_encoder.")}
-    w, t_dim, e = cfg.width, TINY_IV2_TEACHER_DIM, cfg.clip_embed_dim
-    for i in range(TINY_IV2_RETURN_LAYERS):
-        module.update({f"vision_encoder.clip_decoder.{i}.head.weight": rnd(t_dim, w), f"vision_encoder.clip_decoder.{i}.head.bias": rnd(t_dim),
-                       f"vision_encoder.clip_decoder.{i}.norm.weight": rnd(t_dim), f"vision_encoder.clip_decoder.{i}.norm.bias": rnd(t_dim)})  # fmt: skip
-    module.update({"vision_encoder.final_clip_decoder.head.weight": rnd(e, e), "vision_encoder.final_clip_decoder.head.bias": rnd(e),
-                   "vision_encoder.final_clip_decoder.norm.weight": rnd(e), "vision_encoder.final_clip_decoder.norm.bias": rnd(e),
-                   "vision_encoder.clip_pos_embed": rnd(*module["vision_encoder.pos_embed"].shape),
-                   "vision_encoder.clip_img_pos_embed": rnd(*module["vision_encoder.img_pos_embed"].shape)})  # fmt: skip
-    full_bert = _randomise(BertModel(bert_config(cfg, BertConfig, text_path_only=False), add_pooling_layer=False), seed=seed + 2)
-    bert = {f"text_encoder.bert.{k}": v for k, v in full_bert.state_dict().items()}
-    h, enc = cfg.text_width, cfg.width  # cross-attention keys/values come from the vision width
-    for i in range(cfg.fusion_layer, cfg.text_layers):
-        c = f"text_encoder.bert.encoder.layer.{i}.crossattention."
-        bert.update({c + "self.query.weight": rnd(h, h), c + "self.query.bias": rnd(h), c + "self.key.weight": rnd(h, enc),
-                     c + "self.key.bias": rnd(h), c + "self.value.weight": rnd(h, enc), c + "self.value.bias": rnd(h),
-                     c + "output.dense.weight": rnd(h, h), c + "output.dense.bias": rnd(h),
-                     c + "output.LayerNorm.weight": rnd(h), c + "output.LayerNorm.bias": rnd(h)})  # fmt: skip
-    bert["text_encoder.bert.embeddings.position_ids"] = torch.arange(cfg.text_max_positions)[None]
-    v = cfg.text_vocab_size
-    bert.update({"text_encoder.cls.predictions.bias": rnd(v), "text_encoder.cls.predictions.transform.dense.weight": rnd(h, h),
-                 "text_encoder.cls.predictions.transform.dense.bias": rnd(h), "text_encoder.cls.predictions.transform.LayerNorm.weight": rnd(h),
-                 "text_encoder.cls.predictions.transform.LayerNorm.bias": rnd(h), "text_encoder.cls.predictions.decoder.weight": rnd(v, h)})  # fmt: skip
-    module.update(bert)
-    module.update({"itm_head.weight": rnd(2, h), "itm_head.bias": rnd(2), "temp": torch.tensor(0.07)})
-    # DeepSpeed model-state files carry bookkeeping next to 'module'.
-    return {"module": module, "buffer_names": ["text_encoder.bert.embeddings.position_ids"], "ds_version": "0.14.0", "global_steps": 1}
 
 
 @pytest.fixture

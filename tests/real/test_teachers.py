@@ -41,143 +41,19 @@ from t2v_turbo_core.teachers import (
     videocrafter2_student,
 )
 
-# --------------------------------------------------------------------------------------------
-# Tiny configs: same module structure and key names as the real ones, a few thousand times smaller
-# --------------------------------------------------------------------------------------------
-
-TINY_UNET = VideoCrafter2UNetConfig(
-    model_channels=32,
-    channel_mult=(1, 2),
-    num_res_blocks=1,
-    attention_resolutions=(1, 2),
-    num_head_channels=16,
-    context_dim=32,
-    norm_num_groups=8,
-    init_attn_heads=2,
+from tests.real.miniworld import (  # the miniature real-layout world's builders (shared with the CLI tests)
+    TEXT_WIDTH,
+    TINY_OPENCLIP,
+    TINY_UNET,
+    TINY_VAE_DD,
+    TINY_VC2,
+    ldm_schedule_buffers,
+    ldm_vae_shapes,
+    tiny_vc2_state_dict,
+    write_ckpt,
+    write_tiny_modelscope,
 )
-# LDM's GroupNorms have 32 groups, so the tiny VAE keeps channels that are multiples of 32.
-TINY_VAE_DD = dict(SD_VAE_DDCONFIG, ch=32, ch_mult=[1, 2], num_res_blocks=1, resolution=16)
-TINY_OPENCLIP = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 14, "layers": 1, "width": 64, "head_width": 64, "patch_size": 14},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 3},
-}
-TINY_VC2 = VideoCrafter2Config(
-    unet=TINY_UNET, vae_ddconfig=TINY_VAE_DD, text_model_cfg=TINY_OPENCLIP, latent_hw=(4, 6)
-)
-
-
-def _randn(shape, g, scale=0.05):
-    return torch.randn(tuple(shape), generator=g) * scale
-
-
-def ldm_vae_shapes(dd: dict, embed_dim: int = 4) -> dict[str, tuple[int, ...]]:
-    """Key -> shape of an LDM AutoencoderKL state dict, following ae_modules.py's Encoder/Decoder.
-
-    Written from LDM's construction rules (not from the converter under test): resolution
-    levels `down.{i}` / `up.{i}`, `nin_shortcut` where channels change, 1x1-conv mid attention.
-    """
-    ch, mult, nrb, z = dd["ch"], list(dd["ch_mult"]), dd["num_res_blocks"], dd["z_channels"]
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    def conv(name, cin, cout, k):
-        shapes[f"{name}.weight"], shapes[f"{name}.bias"] = (cout, cin, k, k), (cout,)
-
-    def norm(name, c):
-        shapes[f"{name}.weight"], shapes[f"{name}.bias"] = (c,), (c,)
-
-    def resnet(name, cin, cout):
-        norm(f"{name}.norm1", cin)
-        conv(f"{name}.conv1", cin, cout, 3)
-        norm(f"{name}.norm2", cout)
-        conv(f"{name}.conv2", cout, cout, 3)
-        if cin != cout:
-            conv(f"{name}.nin_shortcut", cin, cout, 1)
-
-    def mid(part, c):
-        resnet(f"{part}.mid.block_1", c, c)
-        norm(f"{part}.mid.attn_1.norm", c)
-        for p in ("q", "k", "v", "proj_out"):
-            conv(f"{part}.mid.attn_1.{p}", c, c, 1)
-        resnet(f"{part}.mid.block_2", c, c)
-
-    conv("encoder.conv_in", dd["in_channels"], ch, 3)
-    c = ch
-    for i, m in enumerate(mult):
-        for j in range(nrb):
-            resnet(f"encoder.down.{i}.block.{j}", c, ch * m)
-            c = ch * m
-        if i != len(mult) - 1:
-            conv(f"encoder.down.{i}.downsample.conv", c, c, 3)
-    mid("encoder", c)
-    norm("encoder.norm_out", c)
-    conv("encoder.conv_out", c, 2 * z, 3)
-    c = ch * mult[-1]
-    conv("decoder.conv_in", z, c, 3)
-    mid("decoder", c)
-    for i in reversed(range(len(mult))):
-        for j in range(nrb + 1):
-            resnet(f"decoder.up.{i}.block.{j}", c, ch * mult[i])
-            c = ch * mult[i]
-        if i != 0:
-            conv(f"decoder.up.{i}.upsample.conv", c, c, 3)
-    norm("decoder.norm_out", c)
-    conv("decoder.conv_out", c, dd["out_ch"], 3)
-    conv("quant_conv", 2 * z, 2 * embed_dim, 1)
-    conv("post_quant_conv", embed_dim, z, 1)
-    return shapes
-
-
-def ldm_schedule_buffers(linear_start=0.00085, linear_end=0.012, timesteps=1000) -> dict[str, torch.Tensor]:
-    """LatentDiffusion's registered schedule buffers (lvdm/models/ddpm3d.py), float64 then float32."""
-    betas = torch.linspace(linear_start**0.5, linear_end**0.5, timesteps, dtype=torch.float64) ** 2
-    ac = torch.cumprod(1 - betas, 0)
-    ac_prev = torch.cat([torch.ones(1, dtype=torch.float64), ac[:-1]])
-    post_var = betas * (1 - ac_prev) / (1 - ac)
-    bufs = {
-        "betas": betas,
-        "alphas_cumprod": ac,
-        "alphas_cumprod_prev": ac_prev,
-        "sqrt_alphas_cumprod": ac.sqrt(),
-        "sqrt_one_minus_alphas_cumprod": (1 - ac).sqrt(),
-        "log_one_minus_alphas_cumprod": (1 - ac).log(),
-        "sqrt_recip_alphas_cumprod": (1 / ac).sqrt(),
-        "sqrt_recipm1_alphas_cumprod": (1 / ac - 1).sqrt(),
-        "posterior_variance": post_var,
-        "posterior_log_variance_clipped": post_var.clamp(min=1e-20).log(),
-        "posterior_mean_coef1": betas * ac_prev.sqrt() / (1 - ac),
-        "posterior_mean_coef2": (1 - ac_prev) * (1 - betas).sqrt() / (1 - ac),
-        # use_scale: true, scale_b 0.7, mid_step 400 (the yaml; the "bug" branch: 400 + 1000 entries)
-        "scale_arr": torch.cat([torch.linspace(1, 0.7, 400, dtype=torch.float64), torch.full((timesteps,), 0.7, dtype=torch.float64)]),
-    }
-    return {k: v.float() for k, v in bufs.items()}
-
-
-def tiny_vc2_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
-    """A random LatentDiffusion state dict in VideoCrafter2's layout, tiny config."""
-    import open_clip
-
-    g = torch.Generator().manual_seed(seed)
-    sd: dict[str, torch.Tensor] = {}
-    with torch.device("meta"):
-        unet = VideoCrafter2UNet(TINY_UNET)
-        clip = open_clip.CLIP(**TINY_OPENCLIP)
-    del clip.visual  # LVDM's FrozenOpenCLIPEmbedder deletes the vision tower before saving
-    for k, v in unet.state_dict().items():
-        sd[f"model.diffusion_model.{k}"] = _randn(v.shape, g)
-    for k, shape in ldm_vae_shapes(TINY_VAE_DD).items():
-        sd[f"first_stage_model.{k}"] = _randn(shape, g, 0.1)
-    for k, v in clip.state_dict().items():
-        sd[f"cond_stage_model.model.{k}"] = _randn(v.shape, g, 0.1)
-    sd.update(ldm_schedule_buffers())
-    return sd
-
-
-def write_ckpt(path: Path, state_dict: dict) -> Path:
-    # The Lightning checkpoint envelope of VideoCrafter2's model.ckpt.
-    torch.save({"state_dict": state_dict, "epoch": 0, "global_step": 0}, path)
-    return path
-
+from tests.real.miniworld import randn as _randn
 
 @pytest.fixture(scope="module")
 def tiny_vc2_ckpt(tmp_path_factory) -> Path:
@@ -507,61 +383,6 @@ def test_full_size_text_encoders_and_vae_parameter_counts():
 # --------------------------------------------------------------------------------------------
 # ModelScopeT2V (diffusers folder)
 # --------------------------------------------------------------------------------------------
-
-TEXT_WIDTH = 32
-
-
-def clip_tokenizer(folder: Path):
-    """A CLIPTokenizer with CLIP's real 49408-token BPE, written from open_clip's bundled copy."""
-    from open_clip.tokenizer import SimpleTokenizer
-    from transformers import CLIPTokenizer
-
-    tok = SimpleTokenizer()
-    special = {"<start_of_text>": "<|startoftext|>", "<end_of_text>": "<|endoftext|>"}
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps({special.get(k, k): v for k, v in tok.encoder.items()}))
-    merges = sorted(tok.bpe_ranks, key=tok.bpe_ranks.get)
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
-
-
-def write_tiny_modelscope(
-    root: Path, variant: str | None = None, safe_serialization: bool = True, slow_tokenizer_files: bool = True
-) -> Path:
-    """A tiny text-to-video-ms-1.7b: the pipeline's own save_pretrained writes the official layout."""
-    from diffusers import AutoencoderKL, DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    torch.manual_seed(0)
-    unet = UNet3DConditionModel(
-        block_out_channels=(16, 32), down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
-        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"), layers_per_block=1, cross_attention_dim=TEXT_WIDTH,
-        attention_head_dim=8, norm_num_groups=8,
-    )  # fmt: skip
-    with torch.no_grad():  # diffusers zero-initialises a few layers; a trained teacher has none
-        for p in unet.parameters():
-            if p.abs().sum() == 0:
-                p.normal_(0, 0.05)
-    vae = AutoencoderKL(
-        block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1, norm_num_groups=8, sample_size=16,
-    )  # fmt: skip
-    text = CLIPTextModel(
-        CLIPTextConfig(hidden_size=TEXT_WIDTH, intermediate_size=64, num_attention_heads=4, num_hidden_layers=2,
-                       projection_dim=16, hidden_act="gelu", vocab_size=49408, max_position_embeddings=77)
-    )  # fmt: skip
-    # The official scheduler/scheduler_config.json: DDIM over LDM's scaled-linear betas.
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False)
-    tok_dir = root.parent / f"{root.name}-tokenizer-files"
-    pipe = TextToVideoSDPipeline(vae=vae, text_encoder=text, tokenizer=clip_tokenizer(tok_dir), unet=unet, scheduler=scheduler)
-    pipe.save_pretrained(root, variant=variant, safe_serialization=safe_serialization)
-    if slow_tokenizer_files:
-        # The official repo's tokenizer/ holds vocab.json + merges.txt (transformers 5 saves tokenizer.json).
-        for name in ("vocab.json", "merges.txt"):
-            (root / "tokenizer" / name).write_bytes((tok_dir / name).read_bytes())
-        (root / "tokenizer" / "tokenizer.json").unlink()
-    return root
-
 
 @pytest.fixture(scope="module")
 def tiny_ms_dir(tmp_path_factory) -> Path:
