@@ -30,6 +30,7 @@ import json
 import math
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -273,8 +274,14 @@ def custom_prompt_map(videos_dir: Path) -> dict[str, str] | None:
     records = read_manifest(videos_dir)
     if not records:
         return None
-    return {name: rec["prompt"] for name, rec in records.items()
-            if name.endswith(suite.VIDEO_SUFFIX) and isinstance(rec.get("prompt"), str)}
+    prompts = {name: rec["prompt"] for name, rec in records.items()
+               if name.endswith(suite.VIDEO_SUFFIX) and isinstance(rec.get("prompt"), str)}
+    # VBench wants a prompt for every video it lists; one without a record gets VBench's own
+    # rule (vbench/utils.py get_prompt_from_filename: the stem without a trailing -N).
+    for p in videos_dir.iterdir():
+        if p.suffix == suite.VIDEO_SUFFIX and p.name not in prompts:
+            prompts[p.name] = re.sub(r"-\d+$", "", p.stem)
+    return prompts
 
 
 # --------------------------------------------------------------------------- results
