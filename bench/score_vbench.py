@@ -420,6 +420,10 @@ def _child_env(cuda_visible: str | None) -> dict[str, str]:
     return child_env
 
 
+_ACTIVE: set[subprocess.Popen] = set()  # VBench processes now running (one per worker)
+_ACTIVE_LOCK = threading.Lock()
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
         try:
@@ -457,6 +461,8 @@ def run_driver(env: vbench_env.VBenchEnv, *, args: list[str], label: str, stagin
         # A session of its own: a timeout or Ctrl-C stops VBench and anything it started.
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_child_env(cuda_visible),
                                 cwd=staging, start_new_session=True)
+        with _ACTIVE_LOCK:
+            _ACTIVE.add(proc)
         try:
             rc = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -465,6 +471,9 @@ def run_driver(env: vbench_env.VBenchEnv, *, args: list[str], label: str, stagin
         except BaseException:
             _kill_group(proc)
             raise
+        finally:
+            with _ACTIVE_LOCK:
+                _ACTIVE.discard(proc)
         log.write(f"===== exit {rc}{' (timeout)' if timed_out else ''} after {time.time() - started:.1f}s\n")
     missing = None
     if rc == MISSING_EXIT:
@@ -948,8 +957,19 @@ def _run_jobs(jobs: list[Job], *, env, workers: list[str], out_dir: Path, stagin
         threads = [threading.Thread(target=worker, args=(w,), daemon=True) for w in workers]
         for t in threads:
             t.start()
-        for t in threads:
-            t.join()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(timeout=0.5)
+        except BaseException:
+            # Ctrl-C reaches only this thread; the workers' VBench processes have sessions of their own.
+            while not pending.empty():
+                pending.get_nowait()
+            with _ACTIVE_LOCK:
+                running = list(_ACTIVE)
+            for proc in running:
+                _kill_group(proc)
+            raise
     if errors:
         raise errors[0]
 
