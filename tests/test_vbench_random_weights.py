@@ -54,7 +54,10 @@ CHEAP = {"motion_smoothness", "background_consistency"}
 
 
 # (prompts, videos per prompt): GRiT runs ViT-B at 1024 pixels on 16 frames of each video.
+# ViT-L (UMT, ViCLIP), Swin-B/384 + BERT (Tag2Text) and ViT-B/16 (DINO): one prompt, two videos.
 SIZES = {d: (1, 1) for d in ("object_class", "multiple_objects", "color", "spatial_relationship")}
+SIZES.update({d: (1, 2) for d in ("human_action", "temporal_style", "overall_consistency", "scene",
+                                  "subject_consistency")})
 
 
 def _param(d: str):

@@ -36,13 +36,24 @@ def _training_extras() -> dict:
     }
 
 
+def _initialised(model: torch.nn.Module) -> torch.nn.Module:
+    """Some model classes create parameters with torch.empty and leave their initialisation to a
+    method VBench never calls (ViCLIP's text positional embedding): random values instead of
+    whatever memory held (it can be nan)."""
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            if t.is_floating_point() and (not torch.isfinite(t).all() or t.abs().max() > 1e4):
+                t.normal_(0.0, 0.02)
+    return model
+
+
 def amt(cache: Path) -> Path:
     from omegaconf import OmegaConf
     import vbench
     from vbench.third_party.amt.utils.build_utils import build_from_cfg
 
     cfg = Path(vbench.__file__).parent / "third_party" / "amt" / "cfgs" / "AMT-S.yaml"
-    model = build_from_cfg(OmegaConf.load(cfg).network)
+    model = _initialised(build_from_cfg(OmegaConf.load(cfg).network))
     path = cache / "amt_model" / "amt-s.pth"
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": model.state_dict(), **_training_extras()}, path)
@@ -132,7 +143,7 @@ def viclip(cache: Path) -> Path:
     from vbench.third_party.ViCLIP.viclip import ViCLIP
 
     tok = SimpleTokenizer(str(bpe(cache)))
-    model = ViCLIP(tokenizer=tok, pretrain=None)
+    model = _initialised(ViCLIP(tokenizer=tok, pretrain=None))
     path = cache / "ViCLIP" / "ViClip-InternVid-10M-FLT.pth"
     torch.save({"model": model.state_dict(), **_training_extras()}, path)
     return path
@@ -147,6 +158,7 @@ def umt(cache: Path) -> Path:
                          tubelet_size=1, use_learnable_pos_emb=False, fc_drop_rate=0., drop_rate=0.,
                          drop_path_rate=0.2, attn_drop_rate=0., drop_block_rate=None, use_checkpoint=False,
                          checkpoint_num=16, use_mean_pooling=True, init_scale=0.001)
+    _initialised(model)
     path = cache / "umt_model" / "l16_ptk710_ftk710_ftk400_f16_res224.pth"
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)  # human_action.py loads the file itself as the state dict
@@ -239,7 +251,7 @@ def grit(cache: Path, hf_home: Path) -> Path:
 
     args = get_parser(torch.device("cpu"), model_weight="")
     args["test_task"] = "ObjectDet"
-    model = build_model(setup_cfg(args))
+    model = _initialised(build_model(setup_cfg(args)))
     path = cache / "grit_model" / "grit_b_densecap_objectdet.pth"
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": model.state_dict(), "iteration": np.int64(180000)}, path)
@@ -251,7 +263,7 @@ def tag2text(cache: Path, hf_home: Path) -> Path:
     bert(hf_home)
     from vbench.third_party.tag2Text.tag2text import tag2text_caption
 
-    model = tag2text_caption(pretrained="", image_size=384, vit="swin_b")
+    model = _initialised(tag2text_caption(pretrained="", image_size=384, vit="swin_b"))
     path = cache / "caption_model" / "tag2text_swin_14m.pth"
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": model.state_dict(), **_training_extras()}, path)
