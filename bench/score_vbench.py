@@ -916,6 +916,9 @@ def _run_jobs(jobs: list[Job], *, env, workers: list[str], out_dir: Path, stagin
                 raise ScoreError(f"VBench {d} timed out after {timeout_s:.0f}s (--timeout); log: {log}", code=1)
             if run.rc == MISSING_EXIT and run.missing_line:
                 raise ScoreError(f"{d}: {run.missing_line}\nlog: {log}", code=MISSING_EXIT)
+            if run.rc < 0:
+                why = " (SIGKILL: often the out-of-memory killer)" if run.rc == -signal.SIGKILL else ""
+                raise ScoreError(f"VBench was killed by signal {-run.rc} on {d}{why}; log: {log}", code=1)
             if run.rc != 0:
                 raise ScoreError(
                     f"VBench failed on {d} (exit {run.rc}). Last lines of {log}:\n{vbench_env.tail(log, 25)}",
