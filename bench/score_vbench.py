@@ -791,7 +791,9 @@ def _score_locked(*, videos_dir: Path, label: str, out_dir: Path, dimensions: li
                 bench_dir.mkdir(parents=True, exist_ok=True)
                 job.prompt_file = bench_dir / "custom_prompts.json"
                 _atomic_write_json(job.prompt_file, prompts)
-        if d == rule.dimension and mode == "vbench_standard":
+        if d == rule.dimension and mode != "vbench_standard":
+            job.extra = {"static_filter": {"ran": False, "reason": "custom_input mode has no static filter"}}
+        elif d == rule.dimension:
             if want_filter:
                 try:
                     filt = _run_static_filter(env, videos_dir, bench_dir, workers[0], timeout_s, logs, staging_root)
