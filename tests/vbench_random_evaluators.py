@@ -39,13 +39,15 @@ def _training_extras() -> dict:
 def _initialised(model: torch.nn.Module) -> torch.nn.Module:
     """Some model classes create parameters with torch.empty or zeros and leave their
     initialisation to a method VBench never calls (ViCLIP's text positions and projections):
-    random values instead of whatever memory held (nan) or zero matrices (which make every
-    feature 0 and its normalisation nan)."""
+    random values instead of whatever memory held (nan, or denormals that shrink every feature
+    to about 1e-41 and make its normalisation nan) or zero matrices (same effect)."""
     with torch.no_grad():
         for t in list(model.parameters()) + list(model.buffers()):
             if not t.is_floating_point() or t.numel() == 0:
                 continue
-            if not torch.isfinite(t).all() or t.abs().max() > 1e4 or (t.dim() >= 2 and not t.any()):
+            a = t.abs()
+            garbage = not torch.isfinite(t).all() or a.max() > 1e4 or ((a > 0) & (a < 1e-30)).any()
+            if garbage or (t.dim() >= 2 and not t.any()):
                 t.normal_(0.0, 0.02)
     return model
 
