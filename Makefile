@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # Some machines' pip configs name local indexes that do not exist; their warnings are noise.
 QUIET_PIP := { grep -v "^WARNING: Location" || true; }
 
-.PHONY: demo test test-slow test-browser setup clean-venv
+.PHONY: demo test test-slow test-vbench test-browser setup clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# Every VBench dimension through `bench score vbench` with random-weight evaluators, slow ones
+# included (creates .venv-vbench on first use; tens of minutes on a small CPU machine).
+test-vbench: $(STAMP)
+	$(PY) -m pytest -q tests/test_vbench_random_weights.py tests/test_vbench_adapter.py tests/test_vbench_harness.py tests/test_vbench_driver.py
 
 # The human-evaluation page in a real browser: Debian's headless Chromium and its driver
 # (installed here if missing; `make test` skips the test where they are absent).

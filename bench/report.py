@@ -64,6 +64,9 @@ class ModelResults:
     benchmark: str
     source_files: tuple[Path, ...]
     folder: Path
+    # Protocol caveats `bench score vbench` recorded (.bench/scoring.json), e.g. an
+    # unfiltered temporal_flickering; shown under the table.
+    notes: tuple[str, ...] = ()
 
     @property
     def missing_dimensions(self) -> tuple[str, ...]:
@@ -174,6 +177,33 @@ def _read_benchmark(folder: Path) -> str:
     return benchmark
 
 
+HARNESS_SCORING = Path(".bench") / "scoring.json"  # bench/score_vbench.py's per-dimension record
+
+
+def _protocol_notes(folder: Path, dimensions: Sequence[str]) -> tuple[str, ...]:
+    """What `bench score vbench` recorded about how the folder's dimensions were scored."""
+    try:
+        data = json.loads((folder / HARNESS_SCORING).read_text(encoding="utf-8"))
+        records = data["dimensions"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ()
+    if not isinstance(records, dict):
+        return ()
+    notes = []
+    tf = records.get("temporal_flickering")
+    if "temporal_flickering" in dimensions and isinstance(tf, dict):
+        filt = tf.get("static_filter")
+        if isinstance(filt, dict) and filt.get("ran") is False:
+            notes.append("temporal_flickering was scored without VBench's static filter "
+                         "(not the leaderboard protocol)")
+    custom = [d for d in dimensions if isinstance(records.get(d), dict)
+              and (records[d].get("inputs") or {}).get("mode") == "custom_input"]
+    if custom:
+        notes.append(f"{', '.join(custom)}: scored in VBench's custom_input mode (own prompts; "
+                     "not comparable with the leaderboard)")
+    return tuple(notes)
+
+
 def _read_result_file(path: Path, table: AggregationTable) -> dict[str, tuple[float, list[Any]]]:
     """One `*_eval_results.json`: {dimension: (aggregate, per-video list)}, validated."""
     data = _read_json(path)
@@ -236,6 +266,7 @@ def load_results_folder(folder: Path, name: str | None = None) -> ModelResults:
         benchmark=benchmark,
         source_files=tuple(files),
         folder=folder,
+        notes=_protocol_notes(folder, ordered),
     )
 
 
@@ -363,6 +394,9 @@ def _markdown_document(models: Sequence[ModelResults], table: "pd.DataFrame") ->
         markdown_table(table),
         "",
     ]
+    noted = [(m.name, n) for m in models for n in m.notes]
+    if noted:
+        lines += ["Notes:", *(f"* {name}: {n}." for name, n in noted), ""]
     return "\n".join(lines)
 
 
@@ -599,6 +633,9 @@ def report_command(
                    "its total/quality/semantic scores are left empty."),
             soft_wrap=True,
         )
+    for m in models:
+        for n in m.notes:
+            stderr.print(Text("note: ", style="bold yellow") + Text(f"{m.name}: {n}"), soft_wrap=True)
     kinds = mixed_benchmarks(models)
     if kinds:
         stderr.print(

@@ -13,7 +13,7 @@ from bench.score_vbench import vbench_command
 
 score_app = typer.Typer(
     name="score",
-    help="Score generated videos (writes scores/<label>-<benchmark>/ with bench_scoring.json).",
+    help="Score generated videos (writes scores/<label>-<benchmark>/).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,

@@ -244,3 +244,130 @@ def tail(path: Path, n: int = 30) -> str:
         return ""
     kept = [line for line in lines if not line.startswith("WARNING: Location")]
     return "\n".join(kept[-n:])
+
+
+# --------------------------------------------------------------------------- detectron2
+# GRiT (object_class, multiple_objects, color, spatial_relationship) imports detectron2,
+# which vbench does not declare and which is not on PyPI under its own name. A published
+# fork's wheel carries the same pure-Python package: sal-detectron2 0.7.2 (Apache-2.0, a
+# copy of facebookresearch/detectron2 v0.6 + fixes) ships `detectron2/` plus a compiled
+# `_C` built for CPython 3.10. GRiT's inference path (ViT backbone, CenterNet proposals
+# without deformable convs, torchvision's ROIAlign/NMS) needs none of `_C`: detectron2
+# falls back to pure-Python code when `_C` cannot be imported. So the harness downloads
+# that wheel with pip, checks its hash, and unpacks only the Python sources (and the
+# model-zoo configs) into the VBench env; `_C` is left out.
+DETECTRON2_DIST = "sal-detectron2"
+DETECTRON2_VERSION = "0.7.2"
+DETECTRON2_WHEEL = f"sal_detectron2-{DETECTRON2_VERSION}-cp310-none-any.whl"
+DETECTRON2_WHEEL_SHA256 = "491af0c7f79bdb2d178e46f6cb16a97c4ac968d45c41ea3f6b6435d59bbee561"
+DETECTRON2_MARKER = ".bench-detectron2.json"
+# What GRiT imports, checked after unpacking (the four dimensions' modules themselves).
+DETECTRON2_SMOKE = ("detectron2", "detectron2.config", "detectron2.modeling", "detectron2.engine.defaults",
+                    "vbench.third_party.grit_src.image_dense_captions", "vbench.object_class")
+DETECTRON2_MANUAL = (
+    "manual route: build detectron2 from source into the VBench env "
+    "(`<env>/bin/pip install --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git'`, "
+    "needs GitHub access and a C++ compiler); the harness then leaves it alone"
+)
+
+
+def site_packages(env: VBenchEnv) -> Path:
+    found = sorted(env.root.glob("lib/python*/site-packages"))
+    if not found:
+        raise VBenchEnvError(f"{env.root} has no lib/python*/site-packages")
+    return found[0]
+
+
+def detectron2_record(env: VBenchEnv) -> dict | None:
+    """How detectron2 got into the env: our marker, 'installed by hand', or None (absent)."""
+    try:
+        site = site_packages(env)
+    except VBenchEnvError:
+        return None
+    try:
+        return json.loads((site / DETECTRON2_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    if (site / "detectron2" / "__init__.py").is_file():
+        return {"source": "installed by hand (not by bench)", "path": str(site / "detectron2")}
+    return None
+
+
+def ensure_detectron2(env: VBenchEnv, on_line: OnLine | None = None) -> dict:
+    """detectron2's Python sources in the env (from the sal-detectron2 wheel), once; returns the record."""
+    say = on_line or (lambda _line: None)
+    record = detectron2_record(env)
+    if record is not None:
+        return record
+    with _install_lock(env.root, say):
+        record = detectron2_record(env)
+        if record is not None:
+            return record
+        return _install_detectron2(env, say)
+
+
+def _install_detectron2(env: VBenchEnv, say: OnLine) -> dict:
+    import zipfile
+
+    started = time.time()
+    site = site_packages(env)
+    say(f"[detectron2] fetching {DETECTRON2_DIST}=={DETECTRON2_VERSION} (pure-Python sources for GRiT)")
+    child_env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONUNBUFFERED="1")
+    child_env.pop("PYTHONPATH", None)
+    with tempfile.TemporaryDirectory(prefix="bench-d2-") as tmp, open(env.install_log, "a", encoding="utf-8") as log:
+        # The wheel is tagged cp310: ask pip for that tag explicitly; it is never installed as a
+        # distribution (its compiled part would not load in this interpreter anyway).
+        cmd = [str(env.python), "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+               "--python-version", "3.10", "--platform", "linux_x86_64",
+               f"{DETECTRON2_DIST}=={DETECTRON2_VERSION}", "-d", tmp]
+        rc = _run_logged(cmd, log, lambda _line: None, env=child_env)
+        wheel = Path(tmp) / DETECTRON2_WHEEL
+        if rc != 0 or not wheel.is_file():
+            raise VBenchEnvError(
+                f"could not download {DETECTRON2_DIST}=={DETECTRON2_VERSION} from the package index "
+                f"(exit {rc}; log: {env.install_log}); {DETECTRON2_MANUAL}"
+            )
+        digest = _sha256(wheel)
+        if digest != DETECTRON2_WHEEL_SHA256:
+            raise VBenchEnvError(
+                f"{wheel.name} has sha256 {digest}, expected {DETECTRON2_WHEEL_SHA256}; not unpacked. "
+                f"{DETECTRON2_MANUAL}"
+            )
+        staging = site / f".detectron2.tmp-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        kept, dropped = 0, []
+        with zipfile.ZipFile(wheel) as zf:
+            for info in zf.infolist():
+                name = info.filename
+                if not name.startswith("detectron2/") or name.endswith("/"):
+                    continue
+                if name.rsplit("/", 1)[-1].startswith("_C") and name.endswith(".so"):
+                    dropped.append(name)
+                    continue
+                dest = staging / name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(zf.read(info))
+                kept += 1
+        os.replace(staging / "detectron2", site / "detectron2")
+        shutil.rmtree(staging, ignore_errors=True)
+    say("[detectron2] import check")
+    check = [str(env.python), "-c", f"import importlib; [importlib.import_module(n) for n in {list(DETECTRON2_SMOKE)!r}]"]
+    with open(env.install_log, "a", encoding="utf-8") as log:
+        rc = _run_logged(check, log, lambda _line: None, env=child_env)
+    if rc != 0:
+        shutil.rmtree(site / "detectron2", ignore_errors=True)
+        raise VBenchEnvError(
+            f"detectron2 from {DETECTRON2_DIST} {DETECTRON2_VERSION} did not import in the VBench env "
+            f"(log: {env.install_log}):\n{tail(env.install_log, 15)}\n{DETECTRON2_MANUAL}"
+        )
+    record = {
+        "source": f"{DETECTRON2_DIST}=={DETECTRON2_VERSION} (PyPI), Python sources only",
+        "wheel": DETECTRON2_WHEEL,
+        "wheel_sha256": DETECTRON2_WHEEL_SHA256,
+        "files": kept,
+        "dropped": dropped,
+        "seconds": round(time.time() - started, 1),
+    }
+    _atomic_write_text(site / DETECTRON2_MARKER, json.dumps(record, indent=2) + "\n")
+    say(f"[detectron2] ready ({kept} files; {', '.join(dropped) or 'nothing'} left out)")
+    return record
