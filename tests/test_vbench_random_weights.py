@@ -60,8 +60,17 @@ SIZES.update({d: (1, 2) for d in ("human_action", "temporal_style", "overall_con
                                   "subject_consistency")})
 
 
+def _ram_gib() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+
+
 def _param(d: str):
-    return pytest.param(d, marks=() if d in CHEAP else pytest.mark.slow)
+    marks = [] if d in CHEAP else [pytest.mark.slow]
+    if d == "scene":
+        # Seen on the 24 GB build machine: VBench's scene (Tag2Text Swin-B/384 on all 16 frames
+        # of a video in one batch) grew past 18 GB resident and the OOM killer ended it.
+        marks.append(pytest.mark.skipif(_ram_gib() < 32, reason="scene needs more than ~20 GB of RAM on CPU"))
+    return pytest.param(d, marks=marks)
 
 
 def _write_mp4(path: Path, frames: list[np.ndarray], fps: int = 8) -> None:
