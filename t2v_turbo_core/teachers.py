@@ -28,10 +28,10 @@ from t2v_turbo_core.arch.ldm_autoencoder import (
 )
 from t2v_turbo_core.arch.openclip_text import OpenCLIPTextEncoder, openclip_model_config
 from t2v_turbo_core.arch.videocrafter2 import VideoCrafter2UNet, VideoCrafter2UNetConfig
-from t2v_turbo_core.lora import W_PROJECTION_SUFFIX, LoraSettings, add_lora
+from t2v_turbo_core.lora import W_PROJECTION_SUFFIX, LoraSettings, add_lora, init_w_projection
 from t2v_turbo_core.models import TextToVideoModel, TransformersTextEncoder, VideoVAE
 from t2v_turbo_core.schedule import NoiseSchedule
-from t2v_turbo_core.student import student_from_diffusers_unet
+from t2v_turbo_core.student import share_teacher_weights, student_from_diffusers_unet
 
 # --- ModelScopeT2V (damo-vilab / ali-vilab `text-to-video-ms-1.7b`, diffusers layout) ---------
 # 256x256 (unet/config.json sample_size 32 latents x 8; T2V-Turbo's MS pipeline default), 16
@@ -146,13 +146,6 @@ def load_torch_checkpoint(path: str | Path) -> dict[str, Any]:
     except RuntimeError:
         # Legacy (non-zip) torch files cannot be memory-mapped.
         return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _zero_w_projection(model: nn.Module) -> None:
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if W_PROJECTION_SUFFIX in name.split("."):
-                param.zero_()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -437,21 +430,27 @@ def videocrafter2_student(
     lora: LoraSettings | None = VC2_LORA,
     guidance_embedding_dim: int = GUIDANCE_EMBEDDING_DIM,
 ) -> VideoCrafter2UNet:
-    """The T2V-Turbo student of a VideoCrafter2 UNet: a copy of the teacher + w projection + LoRA.
+    """The T2V-Turbo student of a VideoCrafter2 UNet: the teacher + w projection + LoRA.
 
     The w projection (`cond_proj`, 256 -> model_channels, no bias) starts at zero so that the
-    student computes exactly the teacher's function; with `lora=None` every weight trains.
+    student computes exactly the teacher's function (or, `lora.w_proj_init="released"`, as
+    T2V-Turbo's released code: random, frozen, with a LoRA). With LoRA the student shares the
+    teacher's frozen tensors (one UNet in memory); with `lora=None` it is a copy and every
+    weight trains.
     """
     ref = next(teacher.parameters())
     with torch.device("meta"):
         student = VideoCrafter2UNet(teacher.config.replace(time_cond_proj_dim=guidance_embedding_dim))
-    student = student.to_empty(device=ref.device).to(ref.dtype)
     teacher_state = teacher.state_dict()
     check_state_dict(
         student, teacher_state, "VideoCrafter2 student", allow_missing=lambda k: W_PROJECTION_SUFFIX in k.split(".")
     )
-    student.load_state_dict(teacher_state, strict=False)
-    _zero_w_projection(student)
+    if lora is not None:
+        share_teacher_weights(student, teacher, "VideoCrafter2 student")
+    else:
+        student = student.to_empty(device=ref.device).to(ref.dtype)
+        student.load_state_dict(teacher_state, strict=False)
+    init_w_projection(student, lora.w_proj_init if lora is not None else "zero")
     if lora is not None:
         add_lora(student, lora)
     else:
