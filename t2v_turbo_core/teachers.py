@@ -44,6 +44,10 @@ MODELSCOPE_FPS = 8
 MODELSCOPE_CFG = 9.0
 MODELSCOPE_LORA = LoraSettings(rank=32)
 MODELSCOPE_TEXT_TOKENS = 77
+# ModelScope's own sampler: diffusers' TextToVideoSDPipeline defaults (50 steps, CFG 9, eta 0)
+# with the DDIMScheduler its folder's scheduler/scheduler_config.json configures.
+MODELSCOPE_NATIVE_STEPS = 50
+MODELSCOPE_NATIVE_ETA = 0.0
 
 # --- VideoCrafter2 (`model.ckpt` + configs/inference_t2v_512_v2.0.yaml) -----------------------
 # 512x320 (W x H; yaml image_size [40, 64] latents x 8), 16 frames, fps 16 and LoRA rank 64
@@ -54,6 +58,12 @@ VC2_NUM_FRAMES = 16
 VC2_FPS = 16
 VC2_CFG = 7.5
 VC2_LORA = LoraSettings(rank=64)
+# VideoCrafter2's own sampler (VideoCrafter scripts/run_text2video.sh): 50 DDIM steps on LVDM's
+# uniform grid, eta 1.0, CFG 12, the UNet conditioned on fps 28.
+VC2_NATIVE_STEPS = 50
+VC2_NATIVE_CFG = 12.0
+VC2_NATIVE_ETA = 1.0
+VC2_NATIVE_FPS = 28
 VC2_LINEAR_START = 0.00085  # yaml model.params.linear_start
 VC2_LINEAR_END = 0.012  # yaml model.params.linear_end
 VC2_NUM_TIMESTEPS = 1000  # yaml model.params.timesteps
@@ -282,7 +292,8 @@ def load_modelscope(
     vae = load_component(AutoencoderKL, "vae", "torch_dtype")
     text_model = load_component(CLIPTextModel, "text_encoder", "dtype")
     tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
-    schedule = schedule_from_scheduler_config(json.loads((root / "scheduler" / "scheduler_config.json").read_text()))
+    scheduler_config = json.loads((root / "scheduler" / "scheduler_config.json").read_text())
+    schedule = schedule_from_scheduler_config(scheduler_config)
 
     for module in (unet, vae, text_model):
         module.to(device=device, dtype=dtype).eval().requires_grad_(False)
@@ -305,6 +316,10 @@ def load_modelscope(
         unet_kwargs={},
         latent_channels=int(unet.config.in_channels),
         vae_downsample=2 ** (len(vae.config.block_out_channels) - 1),
+        native_sampler={
+            "sampler": "diffusers-ddim", "steps": MODELSCOPE_NATIVE_STEPS, "guidance_scale": MODELSCOPE_CFG,
+            "eta": MODELSCOPE_NATIVE_ETA, "scheduler_config": scheduler_config,
+        },
     )
 
 
@@ -330,6 +345,13 @@ class VideoCrafter2Config:
     text_layer: str = "penultimate"
     text_model_cfg: Mapping[str, Any] | None = None
     latent_hw: tuple[int, int] = (VC2_HEIGHT // 8, VC2_WIDTH // 8)  # yaml image_size [h, w]
+    # LatentDiffusion's x0 rescaling at sampling (yaml use_scale / scale_b; LVDM defaults for
+    # scale_a, mid_step and fix_scale_bug): used only by the native sampler, never in training.
+    use_scale: bool = True
+    scale_a: float = 1.0
+    scale_b: float = 0.7
+    mid_step: int = 400
+    fix_scale_bug: bool = False
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "VideoCrafter2Config":
@@ -358,6 +380,11 @@ class VideoCrafter2Config:
             text_arch=str(cond.get("arch", "ViT-H-14")),
             text_layer=str(cond.get("layer", "last")),
             latent_hw=(int(image_size[0]), int(image_size[1])),
+            use_scale=bool(params.get("use_scale", False)),
+            scale_a=float(params.get("scale_a", 1.0)),
+            scale_b=float(params.get("scale_b", 0.3)),
+            mid_step=int(params.get("mid_step", 400)),
+            fix_scale_bug=bool(params.get("fix_scale_bug", False)),
         )
 
 
@@ -513,4 +540,9 @@ def load_videocrafter2(
         unet_kwargs={"fps": VC2_FPS},
         latent_channels=config.unet.in_channels,
         vae_downsample=down,
+        native_sampler={
+            "sampler": "lvdm-ddim", "steps": VC2_NATIVE_STEPS, "guidance_scale": VC2_NATIVE_CFG, "eta": VC2_NATIVE_ETA,
+            "fps": VC2_NATIVE_FPS, "use_scale": config.use_scale, "scale_a": config.scale_a, "scale_b": config.scale_b,
+            "mid_step": config.mid_step, "fix_scale_bug": config.fix_scale_bug,
+        },
     )
