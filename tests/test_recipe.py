@@ -122,3 +122,17 @@ def test_cli_refuses_a_bad_recipe_value_with_exit_2(tmp_path):
     result = CliRunner().invoke(app, ["train", "--run-dir", str(tmp_path / "r"), "reward_weighting=sometimes"])
     assert result.exit_code == 2 and "reward_weighting" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_ablation_spec_teacher_protocol_key(tmp_path):
+    from bench.ablate import AblationSpec, _labels, load_spec
+
+    assert load_spec().teacher_protocol == "matched"
+    with pytest.raises(ConfigError, match="teacher_protocol='own'"):
+        load_spec(overrides={"teacher_protocol": "own"})
+    with pytest.raises(ConfigError, match="tiny teacher has no sampler of its own"):
+        load_spec(overrides={"teacher_protocol": "native"})
+    spec = AblationSpec(train_config="vc2", suite="vbench", benchmark="vbench", teacher_protocol="native")
+    spec.validate()
+    assert _labels(spec, teacher=True) == ("vbench_teacher50_native", "vbench_teacher50_native-vbench")
+    assert _labels(spec, teacher=False)[0] == "vbench_4step"
