@@ -50,7 +50,7 @@ SAMPLERS = ("student", "teacher")
 DEFAULT_VIDEOS_PER_PROMPT = vbench_suite.VIDEOS_PER_PROMPT
 DEFAULT_STUDENT_STEPS = 4
 DEFAULT_TEACHER_STEPS = 50
-DEFAULT_STUDENT_GUIDANCE = 7.5  # embedded w (METHOD.md §4)
+DEFAULT_STUDENT_GUIDANCE = 7.5  # embedded w (T2V-Turbo's inference default)
 DEFAULT_SPACING = {"student": "strided", "teacher": "trailing"}
 LCM_ORIGIN_STEPS = 50  # L of the LCM origin grid for a v1 student (k = 20); a v2 student (k = 5) uses 200
 TEACHER_PROTOCOLS = ("matched", "native")

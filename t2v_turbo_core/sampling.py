@@ -2,7 +2,7 @@
 
 Both run under `torch.no_grad()` (no graph is ever kept through a sampling loop) and
 return the exact timesteps used and the number of network evaluations per video (NFE):
-the student costs n, the teacher 2 per step with classifier-free guidance (METHOD.md §4).
+the student costs n, the teacher 2 per step with classifier-free guidance.
 Per-video generators make every video reproducible from its own seed, whatever the batch.
 """
 

@@ -2,8 +2,10 @@
 
 Pure loaders that take explicit local paths and never download. Each returns a
 `TextToVideoModel` bundle (UNet, per-frame VAE, text encoder, noise schedule, geometry) whose
-`make_student(lora_settings)` builds the T2V-Turbo student: teacher weights + a zero-initialised
-w projection (so it starts as the teacher) + LoRA on every Linear/Conv layer.
+`make_student(lora_settings)` builds the T2V-Turbo student: teacher weights + a w projection
+(zero-initialised, so it starts as the teacher; or the released code's random frozen one) +
+LoRA on every Linear/Conv layer. A LoRA student shares the teacher's tensors (one UNet in
+memory); `native_sampler` describes the teacher's own sampler for the native baseline.
 
 Every missing file is reported at once, naming the file and where it was looked for; every
 checkpoint must fit the architecture exactly (no missing, unexpected or mis-shaped weights).
@@ -35,7 +37,7 @@ from t2v_turbo_core.student import share_teacher_weights, student_from_diffusers
 
 # --- ModelScopeT2V (damo-vilab / ali-vilab `text-to-video-ms-1.7b`, diffusers layout) ---------
 # 256x256 (unet/config.json sample_size 32 latents x 8; T2V-Turbo's MS pipeline default), 16
-# frames and CFG 9.0 (diffusers' TextToVideoSDPipeline defaults), 8 fps (METHOD.md; the UNet has
+# frames and CFG 9.0 (diffusers' TextToVideoSDPipeline defaults), 8 fps (the rate this project writes ModelScope videos at; the UNet has
 # no fps input, this is only the rate videos are written at), LoRA rank 32 (t2v-turbo app_ms.py).
 MODELSCOPE_HEIGHT = 256
 MODELSCOPE_WIDTH = 256
@@ -51,7 +53,8 @@ MODELSCOPE_NATIVE_ETA = 0.0
 
 # --- VideoCrafter2 (`model.ckpt` + configs/inference_t2v_512_v2.0.yaml) -----------------------
 # 512x320 (W x H; yaml image_size [40, 64] latents x 8), 16 frames, fps 16 and LoRA rank 64
-# (train_t2v_turbo_v1_lora.py's --n_frames / --fps / --lora_rank), teacher CFG 7.5 (METHOD.md §4).
+# (train_t2v_turbo_v1_lora.py's --n_frames / --fps / --lora_rank), teacher CFG 7.5 for the matched
+# baseline (this project's choice; VideoCrafter2's own script uses 12, see VC2_NATIVE_CFG).
 VC2_HEIGHT = 320
 VC2_WIDTH = 512
 VC2_NUM_FRAMES = 16
