@@ -35,6 +35,10 @@ class TrainingError(RuntimeError):
     pass
 
 
+class MissingOptionalPackage(TrainingError):
+    """A config value needs a package that is not installed (bad input for this machine: exit 2)."""
+
+
 # --- data -------------------------------------------------------------------------------
 
 
@@ -139,15 +143,19 @@ def make_optimizer(cfg: TrainConfig, params: list):
     """AdamW, or bitsandbytes' 8-bit AdamW (the released code's) where it is installed."""
     kwargs = dict(lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw8bit":
-        try:
-            import bitsandbytes  # noqa: F401 - optional, never a dependency of this project
-        except ImportError as err:
-            raise TrainingError(
-                "optimizer=adamw8bit needs bitsandbytes, which is not installed "
-                f"({err}); `pip install bitsandbytes` (CUDA) or use optimizer=adamw"
-            ) from err
-        return bitsandbytes.optim.AdamW8bit(params, **kwargs)
+        return _bitsandbytes().optim.AdamW8bit(params, **kwargs)
     return torch.optim.AdamW(params, **kwargs)
+
+
+def _bitsandbytes():
+    try:
+        import bitsandbytes  # optional, never a dependency of this project
+    except ImportError as err:
+        raise MissingOptionalPackage(
+            f"optimizer=adamw8bit needs bitsandbytes, which is not installed ({err}); "
+            "`pip install bitsandbytes` (CUDA) or use optimizer=adamw"
+        ) from err
+    return bitsandbytes
 
 
 def enable_student_checkpointing(student) -> None:
@@ -231,6 +239,8 @@ def train(
     from t2v_turbo_core.lora import save_student, trainable_parameters
 
     cfg.validate()
+    if cfg.optimizer == "adamw8bit":
+        _bitsandbytes()  # before anything is loaded or written
     accelerator = Accelerator(cpu=(device == "cpu"), mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
     rank, world = accelerator.process_index, accelerator.num_processes
     run_dir = Path(run_dir)
@@ -388,6 +398,9 @@ def register(app: typer.Typer) -> None:
                       TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console) as progress:
             try:
                 summary = train(cfg, target, resume=resume, progress=progress, device=device)
+            except MissingOptionalPackage as err:
+                print_error(console, err)
+                raise typer.Exit(2)
             except TrainingError as err:
                 print_error(console, err)
                 raise typer.Exit(1)

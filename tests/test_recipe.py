@@ -117,6 +117,15 @@ def test_adamw8bit_uses_bitsandbytes_when_installed(monkeypatch):
     assert type(make_optimizer(load_config("tiny"), [torch.nn.Parameter(torch.zeros(3))])) is torch.optim.AdamW
 
 
+def test_cli_adamw8bit_without_bitsandbytes_exits_2_and_writes_nothing(random_zoo, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)
+    _register_verbs()
+    result = CliRunner().invoke(app, ["train", "--run-dir", str(tmp_path / "r"), f"weights.tiny_zoo={random_zoo}",
+                                      "optimizer=adamw8bit", "steps=1"])
+    assert result.exit_code == 2 and "bitsandbytes" in result.output
+    assert not (tmp_path / "r").exists()
+
+
 def test_cli_refuses_a_bad_recipe_value_with_exit_2(tmp_path):
     _register_verbs()
     result = CliRunner().invoke(app, ["train", "--run-dir", str(tmp_path / "r"), "reward_weighting=sometimes"])
