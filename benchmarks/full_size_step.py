@@ -289,10 +289,56 @@ def full_size_parameter_accounting() -> dict:
     return out
 
 
-def compare(args) -> dict:
-    runs = {}
+def _summary(runs: dict) -> dict:
+    summary = {}
     for model in ("ms", "vc2"):
+        two, one = runs.get(f"{model}/two"), runs.get(f"{model}/one")
+        if not (two and one):
+            continue
+        summary[model] = {
+            "peak_rss_ratio": round(one["peak_rss_gib"] / two["peak_rss_gib"], 3),
+            "param_memory_ratio_all": round(one["param_memory_gib"]["all"] / two["param_memory_gib"]["all"], 3),
+            "param_memory_ratio_unets": round(one["param_memory_gib"]["unets"] / two["param_memory_gib"]["unets"], 3),
+            "same_loss": one["loss"] == two["loss"],
+        }
+    return summary
+
+
+def _write_results(result: dict) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_name(RESULTS.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, RESULTS)
+
+
+def compare(args) -> dict:
+    """Both versions of each model, each in a fresh process; results are written after every run
+    (and merged into an existing file measured at the same size), so a failed run loses nothing."""
+    measured_at = {"width_scale": args.width_scale, "video": [args.frames, args.height, args.width], "batch": 1,
+                   "dtype": "float32", "device": "cpu",
+                   "note": "every network's widths x width_scale, rounded up to whole heads (parameters about "
+                           "width_scale^2), depths and layouts as the real ones"}
+    result = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    if result.get("measured_at") != measured_at:
+        result = {}
+    runs = result.get("runs", {})
+    result.update({
+        "what": "one T2V-Turbo step (teacher CFG solve, target, student, VAE decode with gradients, HPSv2.1 + video reward, "
+                "backward, AdamW) with the teacher as two UNets (student on its own copy) vs one (student shares the teacher)",
+        "measured_at": measured_at,
+        "full_size_parameter_accounting_fp32": full_size_parameter_accounting(),
+        "torch": torch.__version__,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+    })  # fmt: skip
+    for path in args.add_run:
+        r = json.loads(Path(path).read_text().strip().splitlines()[-1])
+        if r["width_scale"] != args.width_scale or r["video"] != [args.frames, args.height, args.width] or not r["rewards"]:
+            raise SystemExit(f"{path}: measured at another size than this comparison")
+        runs[f"{r['model']}/{r['unet']}"] = r
+    for model in args.models:
         for unet in ("two", "one"):
+            if f"{model}/{unet}" in runs:  # already measured at this size (merged or an earlier pass)
+                continue
             cmd = [sys.executable, __file__, "--model", model, "--unet", unet, "--width-scale", str(args.width_scale),
                    "--height", str(args.height), "--width", str(args.width), "--frames", str(args.frames), "--json"]
             if args.threads:
@@ -300,32 +346,13 @@ def compare(args) -> dict:
             print("running", " ".join(cmd[1:]), flush=True)
             proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
             if proc.returncode != 0:
-                raise SystemExit(f"{model}/{unet} failed:\n{proc.stderr[-3000:]}")
-            runs[f"{model}/{unet}"] = json.loads(proc.stdout.strip().splitlines()[-1])
-            r = runs[f"{model}/{unet}"]
+                raise SystemExit(f"{model}/{unet} failed (exit {proc.returncode}; -9 is the out-of-memory killer):\n{proc.stderr[-3000:]}")
+            runs[f"{model}/{unet}"] = r = json.loads(proc.stdout.strip().splitlines()[-1])
             print(f"  peak {r['peak_rss_gib']:.2f} GiB, params {r['param_memory_gib']['all']:.2f} GiB "
-                  f"(UNets {r['param_memory_gib']['unets']:.2f}), step {r['step_s']} s, loss {r['loss']['loss']:.6g}", flush=True)
-    summary = {}
-    for model in ("ms", "vc2"):
-        two, one = runs[f"{model}/two"], runs[f"{model}/one"]
-        summary[model] = {
-            "peak_rss_ratio": round(one["peak_rss_gib"] / two["peak_rss_gib"], 3),
-            "param_memory_ratio_all": round(one["param_memory_gib"]["all"] / two["param_memory_gib"]["all"], 3),
-            "param_memory_ratio_unets": round(one["param_memory_gib"]["unets"] / two["param_memory_gib"]["unets"], 3),
-            "same_loss": one["loss"] == two["loss"],
-        }
-    return {
-        "what": "one T2V-Turbo step (teacher CFG solve, target, student, VAE decode with gradients, HPSv2.1 + video reward, "
-                "backward, AdamW) with the teacher as two UNets (student on its own copy) vs one (student shares the teacher)",
-        "measured_at": {"width_scale": args.width_scale, "video": [args.frames, args.height, args.width], "batch": 1,
-                        "dtype": "float32", "device": "cpu",
-                        "note": "every network's widths x width_scale (parameters about width_scale^2), depths and layouts as the real ones"},
-        "runs": runs,
-        "summary": summary,
-        "full_size_parameter_accounting_fp32": full_size_parameter_accounting(),
-        "torch": torch.__version__,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-    }  # fmt: skip
+                  f"(UNets {r['param_memory_gib']['unets']:.2f}), step {r['step_s']} s, loss {r['loss']['loss']!r}", flush=True)
+            result["runs"], result["summary"] = runs, _summary(runs)
+            _write_results(result)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON line")
-    parser.add_argument("--compare", action="store_true", help=f"both versions for MS and VC2 -> {RESULTS.relative_to(REPO)}")
+    parser.add_argument("--compare", action="store_true", help=f"both versions of each --models -> {RESULTS.relative_to(REPO)}")
+    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=sorted(MODELS), help="with --compare")
+    parser.add_argument("--add-run", type=Path, nargs="*", default=[], help="with --compare: JSON lines of runs made separately (--json)")
     args = parser.parse_args(argv)
     if not 0 < args.width_scale <= 1:
         parser.error("--width-scale must be in (0, 1]")
@@ -348,9 +377,6 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.compare:
         result = compare(args)
-        tmp = RESULTS.with_name(RESULTS.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(tmp, RESULTS)
         print(json.dumps(result["summary"], indent=2))
         return 0 if all(s["same_loss"] for s in result["summary"].values()) else 1
     r = run_step(args.model, args.unet, args.width_scale, args.height, args.width, args.frames, not args.no_rewards, args.seed)
