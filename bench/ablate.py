@@ -51,7 +51,10 @@ class AblationSpec:
     student_steps: int = 4
     guidance_scale: float = 7.5
     teacher_steps: int = 50
-    teacher_cfg: float | None = None  # None: the teacher's usual scale
+    teacher_cfg: float | None = None  # None: the teacher's usual scale (its own one under native)
+    # matched: 50-step DDIM + CFG on the students' grid; native: the teacher's own sampler
+    # (bench generate --teacher-protocol; the real teachers only)
+    teacher_protocol: str = "matched"
     suite: str = "tiny"
     dimensions: list[str] | None = None  # a subset of the suite (None: all 16 dimensions)
     limit: int | None = None  # only the first N prompts (after `dimensions`): smoke runs
@@ -109,6 +112,10 @@ class AblationSpec:
                     break
         if self.suite not in ("tiny", "vbench"):
             errors.append(f"suite={self.suite!r} (tiny or vbench)")
+        if self.teacher_protocol not in ("matched", "native"):
+            errors.append(f"teacher_protocol={self.teacher_protocol!r} (matched or native)")
+        elif self.teacher_protocol == "native" and self.train_config == "tiny":
+            errors.append("teacher_protocol=native: the tiny teacher has no sampler of its own (use matched)")
         if self.benchmark not in ("tiny", "vbench"):
             errors.append(f"benchmark={self.benchmark!r} (tiny or vbench)")
         if self.train_seeds is not None:
@@ -148,8 +155,10 @@ def model_name(variant: dict) -> str:
 
 
 def _labels(spec: AblationSpec, teacher: bool) -> tuple[str, str]:
+    from bench.generate import default_label
+
     steps = spec.teacher_steps if teacher else spec.student_steps
-    label = f"{spec.suite}_teacher{steps}" if teacher else f"{spec.suite}_{steps}step"
+    label = default_label(spec.suite, "teacher" if teacher else "student", steps, spec.teacher_protocol)
     return label, f"{label}-{spec.benchmark}"
 
 
@@ -197,7 +206,7 @@ def run_job(spec_dict: dict, entry: dict, queue: Any = None) -> dict:
             queue.put((name, stage, done, total))
 
     from bench.config import config_to_dict, load_config
-    from bench.generate import generate_videos
+    from bench.generate import default_origin_steps, generate_videos
     from bench.runs import load_run_student, load_teacher, read_run, run_record, write_json_atomic
 
     t0 = time.time()
@@ -238,6 +247,8 @@ def run_job(spec_dict: dict, entry: dict, queue: Any = None) -> dict:
         videos_per_prompt=spec.videos_per_prompt, seed=spec.seed, batch_size=spec.generate_batch,
         progress=lambda done, total: report("generate", done, total), model_label=str(run_dir), suite_source=source,
         record={"suite": spec.suite, "ablation": spec.name},
+        teacher_protocol=spec.teacher_protocol if teacher else "matched",
+        origin_steps=None if teacher else default_origin_steps(cfg.skip),
     )
     timings["generate_seconds"] = round(time.time() - t1, 1)
     t2 = time.time()
@@ -459,7 +470,10 @@ def _ablation_markdown(spec, table, cis, speed, models, entries, paths, statisti
         f"Teacher config `{spec.train_config}`" + (f" with overrides `{' '.join(spec.train_overrides)}`" if spec.train_overrides else "")
         + f"; suite `{spec.suite}`, benchmark `{spec.benchmark}`, {spec.videos_per_prompt} videos per prompt, generation seed {spec.seed} "
         f"(the same per-video seeds for every model). Students sample with {spec.student_steps} steps (embedded w = {spec.guidance_scale}); "
-        f"the teacher with {spec.teacher_steps}-step DDIM + CFG. Run directories: `{spec.work_dir}/<model>/`.",
+        + (f"the teacher with {spec.teacher_steps}-step DDIM + CFG (teacher protocol: matched, this project's baseline on the students' grid). "
+           if spec.teacher_protocol == "matched" else
+           f"the teacher with its own {spec.teacher_steps}-step sampler (teacher protocol: native, the protocol of the teachers' published scores). ")
+        + f"Run directories: `{spec.work_dir}/<model>/`.",
         "",
         "## Total / Quality / Semantic with 95% bootstrap intervals",
         "",

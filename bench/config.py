@@ -12,10 +12,17 @@ from typing import Any
 
 import yaml
 
+from t2v_turbo_core.rewards import DEFAULT_IMAGE_REWARD_FRAMES
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 VARIANTS = ("vcm", "vcm+img", "vcm+vid", "vcm+img+vid")
 VIDEO_RMS = ("viclip", "internvid2")
 TEACHERS = ("tiny", "ms", "vc2")
+OPTIMIZERS = ("adamw", "adamw8bit")
+EXPORT_WEIGHTS = ("online", "ema")
+# Teachers whose UNet implements gradient checkpointing (diffusers' UNet3DConditionModel, the
+# ModelScope and tiny teachers' class, declares it unsupported).
+GRAD_CHECKPOINTING_TEACHERS = ("vc2",)
 
 
 class ConfigError(ValueError):
@@ -50,13 +57,24 @@ class TrainConfig:
     w_max: float = 15.0
     loss_type: str = "huber"
     huber_c: float = 0.001
-    target: str = "ema"
+    target: str = "ema"  # ema (paper, Algorithm 1) | online (released code: the student, no grad)
     ema_decay: float = 0.95
+    # which weights become the run's student (student/adapter.safetensors): the online theta,
+    # or (target=ema only) the EMA theta^-
+    export_weights: str = "online"
     # mixed reward feedback
     beta_img: float = 1.0
     beta_vid: float = 2.0
-    image_reward_frames: int = 6  # M
+    # paper: per-sample L_CD - beta_img R_img - beta_vid R_vid; released: the released code's
+    # 6/8 process split, emulated per step (see docs/recipe.md)
+    reward_weighting: str = "paper"
+    image_reward_frames: int = DEFAULT_IMAGE_REWARD_FRAMES  # M (paper 6, released v1 code 5)
     video_reward_frames: int | None = None  # None: the video RM's own (ViCLIP 8, InternVid2 4)
+    # the student's w projection: zero (trained, starts as the teacher) | released (random, frozen, LoRA)
+    w_proj_init: str = "zero"
+    # memory
+    grad_checkpointing: bool = False  # the student UNet's own gradient checkpointing (VC2)
+    optimizer: str = "adamw"  # adamw | adamw8bit (bitsandbytes, as the released code; not a dependency)
     # bookkeeping
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
@@ -82,6 +100,7 @@ class TrainConfig:
             target=self.target, ema_decay=self.ema_decay,
             beta_img=self.beta_img if self.uses_image_reward else 0.0,
             beta_vid=self.beta_vid if self.uses_video_reward else 0.0,
+            reward_weighting=self.reward_weighting,
             image_reward_frames=self.image_reward_frames, video_reward_frames=self.video_reward_frames,
             mixed_precision=self.mixed_precision,
         )
@@ -89,7 +108,25 @@ class TrainConfig:
     def lora_settings(self):
         from t2v_turbo_core.lora import LoraSettings
 
-        return LoraSettings(rank=self.lora_rank, alpha=self.lora_alpha, dropout=self.lora_dropout)
+        return LoraSettings(rank=self.lora_rank, alpha=self.lora_alpha, dropout=self.lora_dropout, w_proj_init=self.w_proj_init)
+
+    def recipe(self) -> dict[str, Any]:
+        """The conventions where the paper and the released code differ, as this run resolved
+        them (written to run.json beside the full config; docs/recipe.md has the table)."""
+        from t2v_turbo_core.distillation import effective_loss_weights
+
+        cd, img, vid = effective_loss_weights(self.distillation_config())
+        return {
+            "target": self.target,
+            "export_weights": self.export_weights,
+            "reward_weighting": self.reward_weighting,
+            "effective_weights_cd_img_vid": [cd, img, round(vid, 6)],
+            "image_reward_frames": self.image_reward_frames,
+            "video_reward_frames": self.video_reward_frames,
+            "w_proj_init": self.w_proj_init,
+            "grad_checkpointing": self.grad_checkpointing,
+            "optimizer": self.optimizer,
+        }
 
     def validate(self) -> None:
         errors = _type_and_range_errors(self)
@@ -112,6 +149,26 @@ class TrainConfig:
             errors.append(f"lora_dropout={self.lora_dropout} must be in [0, 1)")
         if self.mixed_precision not in ("no", "bf16"):
             errors.append(f"mixed_precision={self.mixed_precision!r} (no or bf16)")
+        if self.optimizer not in OPTIMIZERS:
+            errors.append(f"optimizer={self.optimizer!r} (one of {', '.join(OPTIMIZERS)})")
+        if self.export_weights not in EXPORT_WEIGHTS:
+            errors.append(f"export_weights={self.export_weights!r} (one of {', '.join(EXPORT_WEIGHTS)})")
+        elif self.export_weights == "ema" and self.target != "ema":
+            errors.append("export_weights=ema needs target=ema (with target=online there are no EMA weights)")
+        if self.w_proj_init not in ("zero", "released"):
+            errors.append(f"w_proj_init={self.w_proj_init!r} (zero or released)")
+        if not isinstance(self.grad_checkpointing, bool):
+            errors.append(f"grad_checkpointing={self.grad_checkpointing!r} (true or false)")
+        elif self.grad_checkpointing and self.teacher not in GRAD_CHECKPOINTING_TEACHERS:
+            errors.append(f"grad_checkpointing=true: the {self.teacher} student's UNet (diffusers' UNet3DConditionModel) "
+                          f"has no gradient checkpointing; only {', '.join(GRAD_CHECKPOINTING_TEACHERS)} supports it")
+        if self.video_reward_frames is not None and self.video_reward_frames < 1:
+            errors.append(f"video_reward_frames={self.video_reward_frames} must be >= 1 (or none: the model's own)")
+        elif self.teacher != "tiny" and self.video_reward_frames is not None:
+            # ViCLIP's temporal embedding has 8 positions; InternVideo2's table is 4, interpolated to 8 by v1.
+            allowed = {"viclip": (8,), "internvid2": (4, 8)}.get(self.rm_vid, ())
+            if self.video_reward_frames not in allowed:
+                errors.append(f"video_reward_frames={self.video_reward_frames}: {self.rm_vid} takes {' or '.join(map(str, allowed))} frames")
         if errors:
             raise ConfigError("invalid config: " + "; ".join(errors))
         try:

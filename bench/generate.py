@@ -50,13 +50,18 @@ SAMPLERS = ("student", "teacher")
 DEFAULT_VIDEOS_PER_PROMPT = vbench_suite.VIDEOS_PER_PROMPT
 DEFAULT_STUDENT_STEPS = 4
 DEFAULT_TEACHER_STEPS = 50
-DEFAULT_STUDENT_GUIDANCE = 7.5  # embedded w (METHOD.md §4)
+DEFAULT_STUDENT_GUIDANCE = 7.5  # embedded w (T2V-Turbo's inference default)
 DEFAULT_SPACING = {"student": "strided", "teacher": "trailing"}
-LCM_ORIGIN_STEPS = 50  # L of the LCM origin grid (METHOD.md §4; v2 uses 200)
+LCM_ORIGIN_STEPS = 50  # L of the LCM origin grid for a v1 student (k = 20); a v2 student (k = 5) uses 200
+TEACHER_PROTOCOLS = ("matched", "native")
+# matched: this project's 50-step DDIM + CFG baseline on the students' grid (eta 0, trailing
+# timesteps, last step onto abar = 1, the teacher's usual CFG scale and fps); native: the
+# teacher's own sampler as its authors' script runs it (TextToVideoModel.native_sampler).
+DEFAULT_TEACHER_PROTOCOL = "matched"
 NUM_TRAIN_TIMESTEPS = 1000
 SEED_DERIVATION = "int.from_bytes(sha256(f'{base_seed}|{prompt}|{index}').digest()[:8], 'big') & (2**63 - 1)"
 # Settings that must agree between the videos already in a folder and the ones a resume adds.
-RESUME_KEYS = ("sampler", "steps", "timesteps", "guidance_scale", "base_seed")
+RESUME_KEYS = ("sampler", "steps", "timesteps", "guidance_scale", "base_seed", "teacher_protocol", "origin_steps")
 
 
 class GenerateError(Exception):
@@ -195,25 +200,53 @@ def draw_base_seed() -> int:
     return int.from_bytes(os.urandom(4), "big")
 
 
-def check_steps(sampler: str, steps: int) -> None:
+def check_origin_steps(origin_steps: int) -> None:
+    if not 1 <= origin_steps <= NUM_TRAIN_TIMESTEPS or NUM_TRAIN_TIMESTEPS % origin_steps:
+        raise GenerateError(f"--origin-steps {origin_steps}: the LCM origin grid needs a divisor of {NUM_TRAIN_TIMESTEPS} (50 for v1, 200 for v2)")
+
+
+def default_origin_steps(skip: int | None) -> int:
+    """L of a student's origin grid: its distillation grid, N = 1000 // k (50 for v1, 200 for v2)."""
+    return NUM_TRAIN_TIMESTEPS // skip if skip and NUM_TRAIN_TIMESTEPS % skip == 0 else LCM_ORIGIN_STEPS
+
+
+def check_steps(sampler: str, steps: int, origin_steps: int = LCM_ORIGIN_STEPS) -> None:
     if sampler not in SAMPLERS:
         raise GenerateError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    top = LCM_ORIGIN_STEPS if sampler == "student" else NUM_TRAIN_TIMESTEPS
+    top = origin_steps if sampler == "student" else NUM_TRAIN_TIMESTEPS
     if not 1 <= steps <= top:
-        what = "student steps (the LCM origin grid has 50 points)" if sampler == "student" else "teacher DDIM steps"
+        what = f"student steps (the LCM origin grid has {origin_steps} points)" if sampler == "student" else "teacher DDIM steps"
         raise GenerateError(f"--steps {steps}: {what} must be in [1, {top}]")
 
 
-def planned_timesteps(sampler: str, steps: int, spacing: str) -> list[int]:
+def planned_timesteps(sampler: str, steps: int, spacing: str, origin_steps: int = LCM_ORIGIN_STEPS) -> list[int]:
     from t2v_turbo_core.schedule import lcm_timesteps, sampling_timesteps
 
-    check_steps(sampler, steps)
+    if sampler == "student":
+        check_origin_steps(origin_steps)
+    check_steps(sampler, steps, origin_steps)
     try:
         if sampler == "student":
-            return lcm_timesteps(steps, LCM_ORIGIN_STEPS, NUM_TRAIN_TIMESTEPS, spacing)
+            return lcm_timesteps(steps, origin_steps, NUM_TRAIN_TIMESTEPS, spacing)
         return sampling_timesteps(steps, NUM_TRAIN_TIMESTEPS, spacing)
     except ValueError as err:
         raise GenerateError(str(err)) from err
+
+
+def native_plan(bundle: Any, steps: int | None):
+    """The teacher's own DDIM plan (`--teacher-protocol native`), or a GenerateError saying why not."""
+    from t2v_turbo_core.sampling import native_teacher_plan
+
+    native = getattr(bundle, "native_sampler", None)
+    if not native:
+        raise GenerateError(
+            f"--teacher-protocol native: the {getattr(bundle, 'name', '?')} teacher has no sampler of its own to reproduce "
+            "(the tiny teacher was trained here; its baseline is the matched protocol)"
+        )
+    try:
+        return native, native_teacher_plan(native, bundle.schedule, steps)
+    except ValueError as err:
+        raise GenerateError(f"--teacher-protocol native: {err}") from err
 
 
 # --------------------------------------------------------------------------- manifests
@@ -476,6 +509,8 @@ def generate_videos(
     suite_source: dict | None = None,
     record: dict | None = None,
     batch_invariant: bool = False,
+    teacher_protocol: str = DEFAULT_TEACHER_PROTOCOL,
+    origin_steps: int | None = None,
 ) -> GenerationSummary:
     """Generate (or finish generating) this shard's videos into `out_dir`; returns a summary.
 
@@ -490,25 +525,50 @@ def generate_videos(
     videos whatever the batch size, shard count or resume point; batched calls (the default)
     reproduce a video exactly only with the same batch composition.
     record: extra fields for generation.json (the CLI passes the suite name and run).
+    teacher_protocol (sampler="teacher"): "matched" (DDIM + CFG as above) or "native", the
+    teacher's own sampler (`bundle.native_sampler`: VideoCrafter2's LVDM DDIM, eta 1, CFG 12,
+    x0 rescaling, fps 28; ModelScope's DDIMScheduler from its scheduler_config.json, CFG 9);
+    its steps and CFG scale are the defaults then, and `spacing` does not apply.
+    origin_steps (student): L of the LCM origin grid (default 50; 200 for a v2 student).
     """
     import torch
 
     from bench.video_io import tensor_to_video, write_mp4
-    from t2v_turbo_core.sampling import consistency_sample, teacher_ddim_sample
+    from t2v_turbo_core.sampling import consistency_sample, planned_ddim_sample, teacher_ddim_sample
 
     if sampler not in SAMPLERS:
         raise GenerateError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if teacher_protocol not in TEACHER_PROTOCOLS:
+        raise GenerateError(f"unknown teacher protocol {teacher_protocol!r}; choose one of {', '.join(TEACHER_PROTOCOLS)}")
+    if sampler == "student" and teacher_protocol != DEFAULT_TEACHER_PROTOCOL:
+        raise GenerateError("--teacher-protocol applies to the teacher baseline (--teacher) only")
+    if sampler == "teacher" and origin_steps is not None:
+        raise GenerateError("--origin-steps applies to a student's LCM sampler, not the teacher")
+    origin_steps = origin_steps if origin_steps is not None else LCM_ORIGIN_STEPS
     # Every check that needs no model comes first, so bad input fails before anything runs.
-    steps = steps if steps is not None else (DEFAULT_STUDENT_STEPS if sampler == "student" else DEFAULT_TEACHER_STEPS)
-    spacing = spacing or DEFAULT_SPACING[sampler]
-    timesteps = planned_timesteps(sampler, steps, spacing)
+    native = ddim_plan = None
+    unet_kwargs = dict(getattr(bundle, "unet_kwargs", {}) or {})
+    if sampler == "teacher" and teacher_protocol == "native":
+        if spacing is not None:
+            raise GenerateError("--timestep-spacing does not apply to --teacher-protocol native (the teacher's own grid is used)")
+        native, ddim_plan = native_plan(bundle, steps)
+        steps, spacing, timesteps = len(ddim_plan.timesteps), "native", list(ddim_plan.timesteps)
+        if "fps" in native and "fps" in unet_kwargs:
+            unet_kwargs["fps"] = int(native["fps"])  # the fps the teacher's script conditions on
+    else:
+        steps = steps if steps is not None else (DEFAULT_STUDENT_STEPS if sampler == "student" else DEFAULT_TEACHER_STEPS)
+        spacing = spacing or DEFAULT_SPACING[sampler]
+        timesteps = planned_timesteps(sampler, steps, spacing, origin_steps)
     if batch_size < 1:
         raise GenerateError(f"--batch-size must be >= 1, got {batch_size}")
     items = as_suite_items(prompts_or_suite_items)
     plan = plan_videos(items, videos_per_prompt, flicker_oversample)
     mine = shard_plan(plan, shard)
     if guidance_scale is None:
-        guidance_scale = DEFAULT_STUDENT_GUIDANCE if sampler == "student" else float(bundle.cfg_scale)
+        if native is not None:
+            guidance_scale = float(native["guidance_scale"])
+        else:
+            guidance_scale = DEFAULT_STUDENT_GUIDANCE if sampler == "student" else float(bundle.cfg_scale)
     check_guidance_scale(guidance_scale)
     w_dim = _w_projection_dim(unet) if sampler == "student" else None
 
@@ -543,7 +603,16 @@ def generate_videos(
         "device": str(device),
         "dtype": str(dtype).replace("torch.", ""),
         "batch_invariant": batch_invariant,
+        "teacher_protocol": teacher_protocol if sampler == "teacher" else None,
+        "origin_steps": origin_steps if sampler == "student" else None,
+        "unet_kwargs": {k: v for k, v in unet_kwargs.items() if isinstance(v, (int, float, str))},
     }
+    if native is not None:
+        settings["native_sampler"] = {k: v for k, v in native.items() if k != "scheduler_config"}
+        settings["native_sampler"]["eta"] = ddim_plan.eta
+        if "scheduler_config" in native:
+            settings["native_sampler"]["scheduler_config"] = native["scheduler_config"]
+        settings["native_sampler"]["x0_rescaled"] = ddim_plan.x0_scale is not None
     denoiser = one_video_at_a_time(unet) if batch_invariant else unet
 
     done = read_manifest(out_dir)
@@ -602,8 +671,13 @@ def generate_videos(
         if sampler == "student":
             out = consistency_sample(
                 denoiser, text, shape, bundle.schedule, num_steps=steps, guidance_scale=guidance_scale,
-                origin_steps=LCM_ORIGIN_STEPS, spacing=spacing, generator=generators,
-                guidance_embedding_dim=w_dim, unet_kwargs=bundle.unet_kwargs,
+                origin_steps=origin_steps, spacing=spacing, generator=generators,
+                guidance_embedding_dim=w_dim, unet_kwargs=unet_kwargs,
+            )
+        elif ddim_plan is not None:
+            out = planned_ddim_sample(
+                denoiser, text, uncond if uncond is not None else text[:1], shape, ddim_plan, guidance_scale,
+                generator=generators, unet_kwargs=unet_kwargs,
             )
         else:
             out = teacher_ddim_sample(
@@ -636,6 +710,8 @@ def generate_videos(
                 "timesteps": out.timesteps,
                 "timestep_spacing": spacing,
                 "guidance_scale": float(guidance_scale),
+                "teacher_protocol": settings["teacher_protocol"],
+                "origin_steps": settings["origin_steps"],
                 "nfe": out.nfe,
                 "seconds": round(per_video, 4),  # text encoding + sampling + VAE decoding
                 "sampling_seconds": round(sampling_per_video, 4),  # the denoising loop alone
@@ -691,8 +767,10 @@ def _write_generation_record(out_dir: Path, settings: dict, shard: tuple[int, in
 # --------------------------------------------------------------------------- CLI
 
 
-def default_label(suite: str, sampler: str, steps: int) -> str:
-    return f"{suite}_{steps}step" if sampler == "student" else f"{suite}_teacher{steps}"
+def default_label(suite: str, sampler: str, steps: int, teacher_protocol: str = DEFAULT_TEACHER_PROTOCOL) -> str:
+    if sampler == "student":
+        return f"{suite}_{steps}step"
+    return f"{suite}_teacher{steps}" + ("" if teacher_protocol == DEFAULT_TEACHER_PROTOCOL else f"_{teacher_protocol}")
 
 
 def _distributed_shard(device: str | None) -> tuple[Any, tuple[int, int]] | None:
@@ -717,6 +795,8 @@ def generate_command(
     config: Optional[str] = typer.Option(None, "--config", help="With --teacher and no --run: the teacher's config (tiny, ms, vc2 or a YAML path)."),
     guidance_scale: Optional[float] = typer.Option(None, "--guidance-scale", help="Student: embedded w (default 7.5). Teacher: CFG scale (default: the teacher's own, 7.5 tiny/VC2, 9.0 MS)."),
     timestep_spacing: Optional[str] = typer.Option(None, "--timestep-spacing", help="Student: strided (default; 4 steps = 999,759,519,279) or linspace. Teacher: trailing (default) or leading."),
+    teacher_protocol: str = typer.Option(DEFAULT_TEACHER_PROTOCOL, "--teacher-protocol", help="With --teacher: matched (50-step DDIM eta 0 + CFG on the students' grid) or native (the teacher's own sampler: VC2 LVDM DDIM eta 1, CFG 12, x0 rescaling, fps 28; MS its scheduler_config.json DDIM, CFG 9)."),
+    origin_steps: Optional[int] = typer.Option(None, "--origin-steps", help="Student: L of the LCM origin grid (default: the run's distillation grid, 1000 // skip: 50 for v1, 200 for v2)."),
     videos_per_prompt: int = typer.Option(DEFAULT_VIDEOS_PER_PROMPT, "--videos-per-prompt", help="Videos per prompt, named {prompt}-0.mp4 .. (VBench: 5)."),
     dimension: Optional[list[str]] = typer.Option(None, "--dimension", help="Only prompts serving this dimension (repeatable)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N prompts of the suite (after --dimension), for smoke runs."),
@@ -782,9 +862,23 @@ def generate_command(
             shown = shard_plan(plan, shard) if explicit_shard else plan
             sys.stdout.write("".join(v.file + "\n" for v in shown))
             return
+        if teacher_protocol not in TEACHER_PROTOCOLS:
+            fail(f"--teacher-protocol {teacher_protocol!r}: choose one of {', '.join(TEACHER_PROTOCOLS)}")
+        if teacher_protocol != DEFAULT_TEACHER_PROTOCOL and not teacher:
+            fail("--teacher-protocol applies to the teacher baseline (--teacher) only")
+        if origin_steps is not None:
+            if teacher:
+                fail("--origin-steps applies to a student's LCM sampler, not the teacher")
+            check_origin_steps(origin_steps)
+        native = teacher and teacher_protocol == "native"
+        if native and timestep_spacing is not None:
+            fail("--timestep-spacing does not apply to --teacher-protocol native (the teacher's own grid is used)")
         steps = steps if steps is not None else (DEFAULT_TEACHER_STEPS if teacher else DEFAULT_STUDENT_STEPS)
-        check_steps(sampler, steps)
-        planned_timesteps(sampler, steps, timestep_spacing or DEFAULT_SPACING[sampler])  # validates spacing
+        if native:
+            if not 1 <= steps <= NUM_TRAIN_TIMESTEPS:
+                fail(f"--steps {steps}: teacher DDIM steps must be in [1, {NUM_TRAIN_TIMESTEPS}]")
+        elif teacher:
+            planned_timesteps(sampler, steps, timestep_spacing or DEFAULT_SPACING[sampler])  # validates steps and spacing
         if batch_size < 1:
             fail(f"--batch-size must be >= 1, got {batch_size}")
         if threads is not None and threads < 1:
@@ -803,14 +897,20 @@ def generate_command(
                 fail("give --run or --config, not both (a run names its own teacher)")
             if not teacher and not student_adapter_path(run).is_file():
                 fail(f"{run}: no final student at {student_adapter_path(run)} (is training finished? `bench train --resume`)")
+            if not teacher and origin_steps is None:
+                from bench.runs import run_config
+
+                origin_steps = default_origin_steps(run_config(run).skip)
+            if not teacher:
+                planned_timesteps(sampler, steps, timestep_spacing or DEFAULT_SPACING[sampler], origin_steps)  # steps, spacing
             model_label = str(run.resolve()) if not teacher else f"{run.resolve()} (teacher)"
-            out_dir = out or run / "videos" / default_label(suite_name, sampler, steps)
+            out_dir = out or run / "videos" / default_label(suite_name, sampler, steps, teacher_protocol)
         else:
             if not teacher:
                 fail("--run RUN is required to generate with a student (or use --teacher --config NAME)")
             config = config or "tiny"
             model_label = f"teacher:{config}"
-            out_dir = out or Path("runs") / f"teacher-{Path(config).stem}" / "videos" / default_label(suite_name, sampler, steps)
+            out_dir = out or Path("runs") / f"teacher-{Path(config).stem}" / "videos" / default_label(suite_name, sampler, steps, teacher_protocol)
         check_out_dir(out_dir)
         try:
             check_device(device)
@@ -883,6 +983,7 @@ def generate_command(
                 progress=on_progress, model_label=model_label, spacing=timestep_spacing,
                 flicker_oversample=flicker_oversample, suite_source=source, batch_invariant=batch_invariant,
                 record={"suite": suite_name, "run": str(run) if run else None, "dimensions": dimension or None, "limit": limit},
+                teacher_protocol=teacher_protocol, origin_steps=origin_steps,
             )
         console.print(
             f"[green]{escape(str(out_dir))}[/]: {summary.generated} generated"

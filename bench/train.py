@@ -9,6 +9,7 @@ EMA, optimiser, step, RNG), never the frozen teacher, so they are small at any m
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import json
@@ -44,6 +45,13 @@ class TrainingError(RuntimeError):
 
 class TrainingDataError(TrainingError):
     """The training data cannot be read (bad input: exit code 2)."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message, code)
+
+
+class MissingOptionalPackage(TrainingError):
+    """A config value needs a package that is not installed (bad input for this machine: exit 2)."""
 
     def __init__(self, message: str, code: int = 2):
         super().__init__(message, code)
@@ -169,10 +177,41 @@ def make_distiller(cfg: TrainConfig, teacher, student, image_rm, video_rm):
     """Algorithm 1 for `student` as `cfg` sets it up (the benchmark times this same object)."""
     from t2v_turbo_core.distillation import ConsistencyDistiller
 
+    # A LoRA student runs the teacher as itself with the adapters disabled (one UNet in
+    # memory); a fully fine-tuned one (no adapters) needs the separate frozen teacher UNet.
+    has_adapters = any("lora_" in name for name, _ in student.named_parameters())
     return ConsistencyDistiller(
         student, teacher.schedule, teacher.text_encoder([""]), cfg.distillation_config(), vae=teacher.vae,
         image_reward=image_rm, video_reward=video_rm, unet_kwargs=teacher.unet_kwargs,
+        teacher=None if has_adapters else teacher.unet,
     )
+
+
+def make_optimizer(cfg: TrainConfig, params: list):
+    """AdamW, or bitsandbytes' 8-bit AdamW (the released code's) where it is installed."""
+    kwargs = dict(lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw8bit":
+        return _bitsandbytes().optim.AdamW8bit(params, **kwargs)
+    return torch.optim.AdamW(params, **kwargs)
+
+
+def _bitsandbytes():
+    try:
+        import bitsandbytes  # optional, never a dependency of this project
+    except ImportError as err:
+        raise MissingOptionalPackage(
+            f"optimizer=adamw8bit needs bitsandbytes, which is not installed ({err}); "
+            "`pip install bitsandbytes` (CUDA) or use optimizer=adamw"
+        ) from err
+    return bitsandbytes
+
+
+def enable_student_checkpointing(student) -> None:
+    """Gradient checkpointing of the student UNet (grad_checkpointing=true): memory for time."""
+    from t2v_turbo_core.models import enable_gradient_checkpointing
+
+    if not enable_gradient_checkpointing(student):
+        raise TrainingError(f"grad_checkpointing=true: {type(student).__name__} has no gradient checkpointing")
 
 
 def _checkpoint_dirs(run_dir: Path) -> list[Path]:
@@ -262,6 +301,8 @@ def train(
 
     cfg.validate()
     check_tracker(tracker)
+    if cfg.optimizer == "adamw8bit":
+        _bitsandbytes()  # before anything is loaded or written
     accelerator = Accelerator(cpu=(device == "cpu"), mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
     rank, world = accelerator.process_index, accelerator.num_processes
     run_dir = Path(run_dir)
@@ -273,7 +314,10 @@ def train(
         if not run_json.is_file():
             raise TrainingError(f"--resume: {run_dir} has no run.json, so there is no run to resume; "
                                 "start it without --resume", code=2)
-        previous = read_run(run_dir)["config"]
+        from bench.config import config_from_dict
+
+        # Keys added since the run was made take their defaults, as the run itself did.
+        previous = config_to_dict(config_from_dict(read_run(run_dir)["config"]))
         if previous != config_to_dict(cfg):
             changed = sorted(k for k in previous if previous.get(k) != config_to_dict(cfg).get(k))
             raise TrainingError(f"--resume: the config differs from the run's ({', '.join(changed)}); resume with the same config", code=2)
@@ -287,6 +331,8 @@ def train(
     for p in student.parameters():
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()
+    if cfg.grad_checkpointing:
+        enable_student_checkpointing(student)
     image_rm, video_rm = load_rewards(cfg, accelerator.device)
     # The data source too: a wrong caption file must not leave a run directory behind either.
     data = TinyWorldBatches(teacher, cfg.seed, rank) if cfg.teacher == "tiny" else VideoFileBatches(teacher, cfg, cfg.seed, rank, world)
@@ -294,12 +340,12 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         if not run_json.is_file():
             write_json_atomic(run_json, run_record("train", config_to_dict(cfg), {"seed": cfg.seed},
-                                                   {"status": "running", "processes": world}))
+                                                   {"status": "running", "processes": world, "recipe": cfg.recipe()}))
     accelerator.wait_for_everyone()
 
     distiller = make_distiller(cfg, teacher, student, image_rm, video_rm)
     params = list(trainable_parameters(student).values())
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(cfg, params)
     # DDP wraps the student; the distiller keeps calling the wrapped module.
     student, optimizer = accelerator.prepare(student, optimizer)
     distiller.student = student
@@ -363,8 +409,11 @@ def train(
 
     skipped_files = {**skipped_before["files"], **_skipped_files(accelerator, data)}
     if accelerator.is_main_process:
-        save_student(accelerator.unwrap_model(student), student_adapter_path(run_dir),
-                     metadata={"step": str(step), "variant": cfg.variant, "rm_vid": cfg.rm_vid})
+        # export_weights=ema: the run's student is theta^- (swapped in for the write only).
+        exported = distiller.ema.swapped_in() if (cfg.export_weights == "ema" and distiller.ema is not None) else contextlib.nullcontext()
+        with exported:
+            save_student(accelerator.unwrap_model(student), student_adapter_path(run_dir),
+                         metadata={"step": str(step), "variant": cfg.variant, "rm_vid": cfg.rm_vid, "weights": cfg.export_weights})
         # NaN in `last` means "not measured" (a variant without that reward): null in JSON.
         # Every skip event is counted (a file drawn at two steps counts twice); `files` names each once.
         skipped_videos = {"count": int(last.get("skipped", skipped_before["count"])), "files": skipped_files}

@@ -22,7 +22,7 @@ from torch import nn
 from t2v_turbo_core.losses import distance
 from t2v_turbo_core.lora import EMATarget, adapters_disabled, trainable_parameters
 from t2v_turbo_core.models import predict_noise
-from t2v_turbo_core.rewards import ImageTextReward, VideoTextReward, mixed_reward_loss
+from t2v_turbo_core.rewards import DEFAULT_IMAGE_REWARD_FRAMES, ImageTextReward, VideoTextReward, mixed_reward_loss
 from t2v_turbo_core.schedule import (
     NoiseSchedule,
     boundary_scalings,
@@ -30,6 +30,25 @@ from t2v_turbo_core.schedule import (
     ddim_step,
     guidance_scale_embedding,
 )
+
+
+REWARD_WEIGHTINGS = ("paper", "released")
+# The released code's split: 6 of its 8 processes compute CD + image reward, 2 the video reward.
+RELEASED_CD_FRACTION = 6 / 8
+
+
+def effective_loss_weights(config: "DistillationConfig") -> tuple[float, float, float]:
+    """(CD, image reward, video reward) weights of the expected gradient, relative to CD.
+
+    paper: (1, beta_img, beta_vid). released: the expected update is
+    p * (grad L_CD - beta_img grad R_img) + (1 - p) * (-beta_vid grad R_vid) with p = 6/8, so
+    relative to CD the weights are (1, beta_img, beta_vid (1 - p) / p). Without a video reward
+    there is nothing to split and every step is CD (+ image reward) in both conventions.
+    """
+    if config.reward_weighting == "released" and config.beta_vid > 0:
+        p = RELEASED_CD_FRACTION
+        return 1.0, config.beta_img, config.beta_vid * (1 - p) / p
+    return 1.0, config.beta_img, config.beta_vid
 
 
 @dataclass
@@ -50,7 +69,15 @@ class DistillationConfig:
     ema_decay: float = 0.95
     beta_img: float = 1.0
     beta_vid: float = 2.0
-    image_reward_frames: int = 6  # M (paper: 6; public code: 5)
+    # How the three loss terms are combined:
+    # "paper": every sample's loss is L_CD - beta_img R_img - beta_vid R_vid (the paper's Eq.);
+    # "released": T2V-Turbo's released training splits the terms across 8 processes: 6 compute
+    # L_CD - beta_img R_img, 2 compute only -beta_vid R_vid, and DDP averages their gradients.
+    # Emulated per step: with probability RELEASED_CD_FRACTION the step is CD + image reward,
+    # else the video reward alone (drawn from the step's generator). In expectation the
+    # weights relative to CD are 1 : beta_img : beta_vid / 3 (1 : 1 : 0.67 for VC2).
+    reward_weighting: str = "paper"
+    image_reward_frames: int = DEFAULT_IMAGE_REWARD_FRAMES  # M (paper: 6; released v1 code: 5)
     video_reward_frames: int | None = None  # None: the video reward model's own num_frames
     mixed_precision: str = "no"  # "no" (fp32) or "bf16" (autocast on CUDA)
 
@@ -70,6 +97,8 @@ class DistillationConfig:
             errors.append(f"ema_decay={self.ema_decay} must be in [0, 1)")
         if self.beta_img < 0 or self.beta_vid < 0:
             errors.append("beta_img and beta_vid must be >= 0")
+        if self.reward_weighting not in REWARD_WEIGHTINGS:
+            errors.append(f"reward_weighting={self.reward_weighting!r} (use {' or '.join(map(repr, REWARD_WEIGHTINGS))})")
         if self.image_reward_frames < 1:
             errors.append(f"image_reward_frames={self.image_reward_frames} must be >= 1")
         if self.mixed_precision not in ("no", "bf16"):
@@ -90,6 +119,9 @@ class DistillationOutput:
     start_timesteps: torch.Tensor
     guidance_scale: torch.Tensor
     model_pred: torch.Tensor = field(repr=False)
+    # Which terms this step computed: "all" (paper), or under the released weighting
+    # "cd_img" (L_CD and the image reward) or "vid" (the video reward alone; loss_cd is NaN).
+    terms: str = "all"
 
     def as_log(self) -> dict[str, float]:
         log = {"loss": float(self.loss.detach()), "loss_cd": float(self.loss_cd), "loss_reward": float(self.loss_reward)}
@@ -174,6 +206,18 @@ class ConsistencyDistiller:
             return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def draw_terms(self, generator: torch.Generator | None = None) -> str:
+        """Which loss terms this step computes: "all" (paper), else "cd_img" / "vid".
+
+        Under the released weighting with a video reward, one uniform draw from the step's
+        own generator (so it is reproducible from the step seed) makes the step CD + image
+        reward with probability 6/8, else the video reward alone, the expected update of the
+        released code's 6 + 2 processes.
+        """
+        if self.config.reward_weighting != "released" or self.video_reward is None:
+            return "all"
+        return "cd_img" if float(torch.rand((), generator=generator)) < RELEASED_CD_FRACTION else "vid"
+
     def _teacher_context(self):
         return adapters_disabled(self.student) if self.teacher is None else contextlib.nullcontext()
 
@@ -189,6 +233,10 @@ class ConsistencyDistiller:
         latents, text_embedding = latents.detach(), text_embedding.detach()
         b, device, dtype = latents.shape[0], latents.device, latents.dtype
         nd = latents.ndim
+
+        terms = self.draw_terms(generator)
+        image_reward = self.image_reward if terms != "vid" else None
+        video_reward = self.video_reward if terms != "cd_img" else None
 
         index = torch.randint(0, len(self.grid), (b,), generator=generator)
         t_start = self.grid[index].to(device)
@@ -209,6 +257,57 @@ class ConsistencyDistiller:
 
         # Teacher and target first: the EMA swap writes into the student's parameters, which
         # must not happen after they have been used in the graph of this step.
+        target = None
+        if terms != "vid":
+            target = self._target(z_start, t_start, t_end, text_embedding, uncond, w_b, w_emb, c_skip_end, c_out_end, dtype, device)
+
+        with self._autocast(device):
+            eps = predict_noise(self.student, z_start, t_start, text_embedding, w_emb, **self.unet_kwargs)
+        x0 = self.schedule.pred_original_sample(eps.float(), t_start, z_start)
+        model_pred = c_skip_start * z_start + c_out_start * x0
+
+        if target is not None:
+            loss_cd = distance(model_pred, target, cfg.loss_type, cfg.huber_c)
+            loss = loss_cd
+        else:  # the released split's video-reward step: no consistency term
+            loss = model_pred.new_zeros(())
+            loss_cd = torch.full((), float("nan"))
+        image_score = video_score = None
+        loss_reward = loss.new_zeros(())
+        if image_reward is not None or video_reward is not None:
+            if prompts is None or len(prompts) != b:
+                raise ValueError("reward feedback needs one prompt per video")
+            with self._autocast(device):
+                reward_terms = mixed_reward_loss(
+                    model_pred.to(dtype),
+                    prompts,
+                    self.vae,
+                    image_reward=image_reward,
+                    video_reward=video_reward,
+                    beta_img=cfg.beta_img,
+                    beta_vid=cfg.beta_vid,
+                    image_frames=cfg.image_reward_frames,
+                    video_frames=cfg.video_reward_frames,
+                    generator=generator,
+                )
+            loss_reward = reward_terms.loss.float()
+            loss = loss + loss_reward
+            image_score, video_score = reward_terms.image_reward, reward_terms.video_reward
+
+        return DistillationOutput(
+            loss=loss,
+            loss_cd=loss_cd.detach(),
+            loss_reward=loss_reward.detach(),
+            image_reward=None if image_score is None else image_score.detach(),
+            video_reward=None if video_score is None else video_score.detach(),
+            start_timesteps=t_start.detach(),
+            guidance_scale=w.detach(),
+            model_pred=model_pred.detach(),
+            terms=terms,
+        )
+
+    def _target(self, z_start, t_start, t_end, text_embedding, uncond, w_b, w_emb, c_skip_end, c_out_end, dtype, device):
+        """The teacher's one DDIM step z_{t_{n+k}} -> z_hat_{t_n}, then f_{theta^-} there (no grad)."""
         with torch.no_grad(), self._autocast(device), _eval_mode(self.student, self.teacher):
             net = self.student if self.teacher is None else self.teacher
             with self._teacher_context():
@@ -232,47 +331,7 @@ class ConsistencyDistiller:
             with swap:
                 eps_target = predict_noise(self.student, z_end, t_end, text_embedding, w_emb, **self.unet_kwargs).float()
             x0_target = self.schedule.pred_original_sample(eps_target, t_end, z_end)
-            target = c_skip_end * z_end + c_out_end * x0_target
-
-        with self._autocast(device):
-            eps = predict_noise(self.student, z_start, t_start, text_embedding, w_emb, **self.unet_kwargs)
-        x0 = self.schedule.pred_original_sample(eps.float(), t_start, z_start)
-        model_pred = c_skip_start * z_start + c_out_start * x0
-
-        loss_cd = distance(model_pred, target, cfg.loss_type, cfg.huber_c)
-        loss = loss_cd
-        image_score = video_score = None
-        loss_reward = loss_cd.new_zeros(())
-        if self.image_reward is not None or self.video_reward is not None:
-            if prompts is None or len(prompts) != b:
-                raise ValueError("reward feedback needs one prompt per video")
-            with self._autocast(device):
-                terms = mixed_reward_loss(
-                    model_pred.to(dtype),
-                    prompts,
-                    self.vae,
-                    image_reward=self.image_reward,
-                    video_reward=self.video_reward,
-                    beta_img=cfg.beta_img,
-                    beta_vid=cfg.beta_vid,
-                    image_frames=cfg.image_reward_frames,
-                    video_frames=cfg.video_reward_frames,
-                    generator=generator,
-                )
-            loss_reward = terms.loss.float()
-            loss = loss + loss_reward
-            image_score, video_score = terms.image_reward, terms.video_reward
-
-        return DistillationOutput(
-            loss=loss,
-            loss_cd=loss_cd.detach(),
-            loss_reward=loss_reward.detach(),
-            image_reward=None if image_score is None else image_score.detach(),
-            video_reward=None if video_score is None else video_score.detach(),
-            start_timesteps=t_start.detach(),
-            guidance_scale=w.detach(),
-            model_pred=model_pred.detach(),
-        )
+            return c_skip_end * z_end + c_out_end * x0_target
 
     def update_target(self) -> None:
         """Algorithm 1's theta^- <- stopgrad(mu theta^- + (1 - mu) theta); no-op for 'online'."""

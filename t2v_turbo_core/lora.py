@@ -11,6 +11,7 @@ step costs exactly one teacher step.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -23,20 +24,57 @@ W_PROJECTION_SUFFIX = "cond_proj"
 LORA_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
+W_PROJECTION_INITS = ("zero", "released")
+
+
 @dataclass(frozen=True)
 class LoraSettings:
     rank: int = 64
     alpha: float | None = None  # None -> alpha = rank (public recipe)
     dropout: float = 0.1
+    # The w projection: "zero" (this project's default) starts it at zero and trains it in
+    # full, so the student starts as exactly the teacher; "released" is T2V-Turbo's released
+    # code: PyTorch's default random init (drawn here from a fixed seed), frozen, with a LoRA
+    # on it like every other layer.
+    w_proj_init: str = "zero"
+
+    def __post_init__(self):
+        if self.w_proj_init not in W_PROJECTION_INITS:
+            raise ValueError(f"w_proj_init={self.w_proj_init!r} (use {' or '.join(map(repr, W_PROJECTION_INITS))})")
+
+
+# Seed of the released-style random w projection: fixed, so that every process of a run
+# (and every run) starts from the same frozen matrix; the adapter file stores it anyway.
+W_PROJECTION_SEED = 0
+
+
+def init_w_projection(model: nn.Module, mode: str = "zero", seed: int = W_PROJECTION_SEED) -> None:
+    """Set the w projection's initial weights: zeros, or nn.Linear's default init (released code).
+
+    nn.Linear's default is kaiming_uniform(a = sqrt(5)), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    """
+    if mode not in W_PROJECTION_INITS:
+        raise ValueError(f"w_proj_init={mode!r} (use {' or '.join(map(repr, W_PROJECTION_INITS))})")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if W_PROJECTION_SUFFIX not in name.split("."):
+                continue
+            if mode == "zero":
+                param.zero_()
+            else:
+                values = torch.empty(param.shape, dtype=torch.float32)
+                torch.nn.init.kaiming_uniform_(values, a=math.sqrt(5), generator=generator)
+                param.copy_(values)
 
 
 def lora_target_modules(model: nn.Module, exclude_suffixes: Iterable[str] = (W_PROJECTION_SUFFIX,)) -> list[str]:
-    """Names of every Linear / Conv layer of `model` except the w projection."""
+    """Names of every Linear / Conv layer of `model` except the w projection (by default)."""
     exclude = tuple(exclude_suffixes)
     return [
         name
         for name, module in model.named_modules()
-        if name and isinstance(module, LORA_LAYER_TYPES) and not name.endswith(exclude)
+        if name and isinstance(module, LORA_LAYER_TYPES) and not (exclude and name.endswith(exclude))
     ]
 
 
@@ -45,10 +83,15 @@ def w_projection_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
 
 
 def add_lora(model: nn.Module, settings: LoraSettings = LoraSettings(), target_modules: list[str] | None = None) -> nn.Module:
-    """Inject LoRA adapters in place; freeze everything but LoRA and the w projection."""
+    """Inject LoRA adapters in place; freeze everything but LoRA and (w_proj_init "zero") the
+    w projection. With w_proj_init "released" the w projection is frozen and gets a LoRA too."""
     from peft import LoraConfig, inject_adapter_in_model
 
-    targets = target_modules if target_modules is not None else lora_target_modules(model)
+    released = settings.w_proj_init == "released"
+    if target_modules is not None:
+        targets = target_modules
+    else:
+        targets = lora_target_modules(model, exclude_suffixes=() if released else (W_PROJECTION_SUFFIX,))
     if not targets:
         raise ValueError("no Linear/Conv layers found to put LoRA on")
     config = LoraConfig(
@@ -61,7 +104,7 @@ def add_lora(model: nn.Module, settings: LoraSettings = LoraSettings(), target_m
     )
     inject_adapter_in_model(config, model)
     for name, param in model.named_parameters():
-        param.requires_grad_("lora_" in name or W_PROJECTION_SUFFIX in name.split("."))
+        param.requires_grad_("lora_" in name or (not released and W_PROJECTION_SUFFIX in name.split(".")))
     return model
 
 

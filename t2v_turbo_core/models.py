@@ -147,7 +147,8 @@ class TextToVideoModel:
 
     `make_student(lora_settings)` builds the student (teacher weights + w projection + LoRA);
     `unet_kwargs` are extra denoiser inputs (VideoCrafter2: `fps`). `cfg_scale` is the
-    teacher's usual classifier-free guidance for the 50-step baseline.
+    teacher's classifier-free guidance for the matched 50-step DDIM baseline; `native_sampler`
+    describes the teacher's own sampler, where it has one.
     """
 
     def __init__(
@@ -166,6 +167,7 @@ class TextToVideoModel:
         unet_kwargs: dict[str, Any] | None = None,
         latent_channels: int = 4,
         vae_downsample: int = 8,
+        native_sampler: dict[str, Any] | None = None,
     ):
         self.name = name
         self.unet = unet
@@ -181,6 +183,9 @@ class TextToVideoModel:
         self.unet_kwargs = dict(unet_kwargs or {})
         self.latent_channels = latent_channels
         self.vae_downsample = vae_downsample
+        # The teacher's own sampler as its authors' script runs it (steps, CFG, eta, ...):
+        # what `bench generate --teacher-protocol native` reproduces; None when it has none.
+        self.native_sampler = dict(native_sampler) if native_sampler else None
 
     def latent_shape(self, batch: int) -> tuple[int, int, int, int, int]:
         return (batch, self.latent_channels, self.num_frames, self.height // self.vae_downsample, self.width // self.vae_downsample)

@@ -21,6 +21,12 @@ OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# M, the number of frames the image-text reward scores per video: the one default of the
+# project (DistillationConfig and the training configs read it from here). 6 is the paper's
+# setting as this project reads it; T2V-Turbo's released v1 code uses 5 (v2: 2), which the
+# reproduction configs set explicitly.
+DEFAULT_IMAGE_REWARD_FRAMES = 6
+
 
 @runtime_checkable
 class ImageTextReward(Protocol):
@@ -89,8 +95,8 @@ def resize_shortest_side_and_crop(
 def sample_image_reward_frames(batch: int, num_frames: int, m: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """M random frames per video for the image-text reward, [B, M].
 
-    Drawn without replacement when M <= F (the paper's "M random frames"); T2V-Turbo's code
-    draws with `randint`, i.e. with replacement, which matters only when M is close to F.
+    Drawn without replacement when M <= F, as T2V-Turbo's current code does (`randperm`); its
+    first release drew with replacement (`randint`), which matters only when M is close to F.
     """
     if m < 1:
         raise ValueError(f"M must be >= 1, got {m}")
@@ -128,7 +134,7 @@ def mixed_reward_loss(
     video_reward: VideoTextReward | None = None,
     beta_img: float = 1.0,
     beta_vid: float = 2.0,
-    image_frames: int = 5,
+    image_frames: int = DEFAULT_IMAGE_REWARD_FRAMES,
     video_frames: int | None = None,
     generator: torch.Generator | None = None,
 ) -> RewardTerms:

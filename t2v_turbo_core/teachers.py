@@ -2,8 +2,10 @@
 
 Pure loaders that take explicit local paths and never download. Each returns a
 `TextToVideoModel` bundle (UNet, per-frame VAE, text encoder, noise schedule, geometry) whose
-`make_student(lora_settings)` builds the T2V-Turbo student: teacher weights + a zero-initialised
-w projection (so it starts as the teacher) + LoRA on every Linear/Conv layer.
+`make_student(lora_settings)` builds the T2V-Turbo student: teacher weights + a w projection
+(zero-initialised, so it starts as the teacher; or the released code's random frozen one) +
+LoRA on every Linear/Conv layer. A LoRA student shares the teacher's tensors (one UNet in
+memory); `native_sampler` describes the teacher's own sampler for the native baseline.
 
 Every missing file is reported at once, naming the file and where it was looked for; every
 checkpoint must fit the architecture exactly (no missing, unexpected or mis-shaped weights).
@@ -28,14 +30,14 @@ from t2v_turbo_core.arch.ldm_autoencoder import (
 )
 from t2v_turbo_core.arch.openclip_text import OpenCLIPTextEncoder, openclip_model_config
 from t2v_turbo_core.arch.videocrafter2 import VideoCrafter2UNet, VideoCrafter2UNetConfig
-from t2v_turbo_core.lora import W_PROJECTION_SUFFIX, LoraSettings, add_lora
+from t2v_turbo_core.lora import W_PROJECTION_SUFFIX, LoraSettings, add_lora, init_w_projection
 from t2v_turbo_core.models import TextToVideoModel, TransformersTextEncoder, VideoVAE
 from t2v_turbo_core.schedule import NoiseSchedule
-from t2v_turbo_core.student import student_from_diffusers_unet
+from t2v_turbo_core.student import share_teacher_weights, student_from_diffusers_unet
 
 # --- ModelScopeT2V (damo-vilab / ali-vilab `text-to-video-ms-1.7b`, diffusers layout) ---------
 # 256x256 (unet/config.json sample_size 32 latents x 8; T2V-Turbo's MS pipeline default), 16
-# frames and CFG 9.0 (diffusers' TextToVideoSDPipeline defaults), 8 fps (METHOD.md; the UNet has
+# frames and CFG 9.0 (diffusers' TextToVideoSDPipeline defaults), 8 fps (the rate this project writes ModelScope videos at; the UNet has
 # no fps input, this is only the rate videos are written at), LoRA rank 32 (t2v-turbo app_ms.py).
 MODELSCOPE_HEIGHT = 256
 MODELSCOPE_WIDTH = 256
@@ -44,16 +46,27 @@ MODELSCOPE_FPS = 8
 MODELSCOPE_CFG = 9.0
 MODELSCOPE_LORA = LoraSettings(rank=32)
 MODELSCOPE_TEXT_TOKENS = 77
+# ModelScope's own sampler: diffusers' TextToVideoSDPipeline defaults (50 steps, CFG 9, eta 0)
+# with the DDIMScheduler its folder's scheduler/scheduler_config.json configures.
+MODELSCOPE_NATIVE_STEPS = 50
+MODELSCOPE_NATIVE_ETA = 0.0
 
 # --- VideoCrafter2 (`model.ckpt` + configs/inference_t2v_512_v2.0.yaml) -----------------------
 # 512x320 (W x H; yaml image_size [40, 64] latents x 8), 16 frames, fps 16 and LoRA rank 64
-# (train_t2v_turbo_v1_lora.py's --n_frames / --fps / --lora_rank), teacher CFG 7.5 (METHOD.md §4).
+# (train_t2v_turbo_v1_lora.py's --n_frames / --fps / --lora_rank), teacher CFG 7.5 for the matched
+# baseline (this project's choice; VideoCrafter2's own script uses 12, see VC2_NATIVE_CFG).
 VC2_HEIGHT = 320
 VC2_WIDTH = 512
 VC2_NUM_FRAMES = 16
 VC2_FPS = 16
 VC2_CFG = 7.5
 VC2_LORA = LoraSettings(rank=64)
+# VideoCrafter2's own sampler (VideoCrafter scripts/run_text2video.sh): 50 DDIM steps on LVDM's
+# uniform grid, eta 1.0, CFG 12, the UNet conditioned on fps 28.
+VC2_NATIVE_STEPS = 50
+VC2_NATIVE_CFG = 12.0
+VC2_NATIVE_ETA = 1.0
+VC2_NATIVE_FPS = 28
 VC2_LINEAR_START = 0.00085  # yaml model.params.linear_start
 VC2_LINEAR_END = 0.012  # yaml model.params.linear_end
 VC2_NUM_TIMESTEPS = 1000  # yaml model.params.timesteps
@@ -148,13 +161,6 @@ def load_torch_checkpoint(path: str | Path) -> dict[str, Any]:
     except RuntimeError:
         # Legacy (non-zip) torch files cannot be memory-mapped; a cut file fails here with its name.
         return load_torch(path, map_location="cpu")
-
-
-def _zero_w_projection(model: nn.Module) -> None:
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if W_PROJECTION_SUFFIX in name.split("."):
-                param.zero_()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -291,7 +297,8 @@ def load_modelscope(
     vae = load_component(AutoencoderKL, "vae", "torch_dtype")
     text_model = load_component(CLIPTextModel, "text_encoder", "dtype")
     tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
-    schedule = schedule_from_scheduler_config(json.loads((root / "scheduler" / "scheduler_config.json").read_text()))
+    scheduler_config = json.loads((root / "scheduler" / "scheduler_config.json").read_text())
+    schedule = schedule_from_scheduler_config(scheduler_config)
 
     for module in (unet, vae, text_model):
         module.to(device=device, dtype=dtype).eval().requires_grad_(False)
@@ -324,6 +331,10 @@ def load_modelscope(
         unet_kwargs={},
         latent_channels=int(unet.config.in_channels),
         vae_downsample=vae_downsample,
+        native_sampler={
+            "sampler": "diffusers-ddim", "steps": MODELSCOPE_NATIVE_STEPS, "guidance_scale": MODELSCOPE_CFG,
+            "eta": MODELSCOPE_NATIVE_ETA, "scheduler_config": scheduler_config,
+        },
     )
 
 
@@ -349,6 +360,13 @@ class VideoCrafter2Config:
     text_layer: str = "penultimate"
     text_model_cfg: Mapping[str, Any] | None = None
     latent_hw: tuple[int, int] = (VC2_HEIGHT // 8, VC2_WIDTH // 8)  # yaml image_size [h, w]
+    # LatentDiffusion's x0 rescaling at sampling (yaml use_scale / scale_b; LVDM defaults for
+    # scale_a, mid_step and fix_scale_bug): used only by the native sampler, never in training.
+    use_scale: bool = True
+    scale_a: float = 1.0
+    scale_b: float = 0.7
+    mid_step: int = 400
+    fix_scale_bug: bool = False
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "VideoCrafter2Config":
@@ -377,6 +395,11 @@ class VideoCrafter2Config:
             text_arch=str(cond.get("arch", "ViT-H-14")),
             text_layer=str(cond.get("layer", "last")),
             latent_hw=(int(image_size[0]), int(image_size[1])),
+            use_scale=bool(params.get("use_scale", False)),
+            scale_a=float(params.get("scale_a", 1.0)),
+            scale_b=float(params.get("scale_b", 0.3)),
+            mid_step=int(params.get("mid_step", 400)),
+            fix_scale_bug=bool(params.get("fix_scale_bug", False)),
         )
 
 
@@ -449,21 +472,27 @@ def videocrafter2_student(
     lora: LoraSettings | None = VC2_LORA,
     guidance_embedding_dim: int = GUIDANCE_EMBEDDING_DIM,
 ) -> VideoCrafter2UNet:
-    """The T2V-Turbo student of a VideoCrafter2 UNet: a copy of the teacher + w projection + LoRA.
+    """The T2V-Turbo student of a VideoCrafter2 UNet: the teacher + w projection + LoRA.
 
     The w projection (`cond_proj`, 256 -> model_channels, no bias) starts at zero so that the
-    student computes exactly the teacher's function; with `lora=None` every weight trains.
+    student computes exactly the teacher's function (or, `lora.w_proj_init="released"`, as
+    T2V-Turbo's released code: random, frozen, with a LoRA). With LoRA the student shares the
+    teacher's frozen tensors (one UNet in memory); with `lora=None` it is a copy and every
+    weight trains.
     """
     ref = next(teacher.parameters())
     with torch.device("meta"):
         student = VideoCrafter2UNet(teacher.config.replace(time_cond_proj_dim=guidance_embedding_dim))
-    student = student.to_empty(device=ref.device).to(ref.dtype)
     teacher_state = teacher.state_dict()
     check_state_dict(
         student, teacher_state, "VideoCrafter2 student", allow_missing=lambda k: W_PROJECTION_SUFFIX in k.split(".")
     )
-    student.load_state_dict(teacher_state, strict=False)
-    _zero_w_projection(student)
+    if lora is not None:
+        share_teacher_weights(student, teacher, "VideoCrafter2 student")
+    else:
+        student = student.to_empty(device=ref.device).to(ref.dtype)
+        student.load_state_dict(teacher_state, strict=False)
+    init_w_projection(student, lora.w_proj_init if lora is not None else "zero")
     if lora is not None:
         add_lora(student, lora)
     else:
@@ -526,4 +555,9 @@ def load_videocrafter2(
         unet_kwargs={"fps": VC2_FPS},
         latent_channels=config.unet.in_channels,
         vae_downsample=down,
+        native_sampler={
+            "sampler": "lvdm-ddim", "steps": VC2_NATIVE_STEPS, "guidance_scale": VC2_NATIVE_CFG, "eta": VC2_NATIVE_ETA,
+            "fps": VC2_NATIVE_FPS, "use_scale": config.use_scale, "scale_a": config.scale_a, "scale_b": config.scale_b,
+            "mid_step": config.mid_step, "fix_scale_bug": config.fix_scale_bug,
+        },
     )
