@@ -597,7 +597,9 @@ def run_ablation(spec: AblationSpec, console: Any = None) -> list[Path]:
     if state_path.is_file():
         previous = json.loads(state_path.read_text()).get("spec", {})
         keep = ("jobs", "threads_per_job", "bootstrap", "report")
-        changed = sorted(k for k in spec_dict if k not in keep and previous.get(k) != spec_dict[k])
+        # A key added since the ablation was started counts as its default, which it ran with.
+        defaults = dataclasses.asdict(AblationSpec())
+        changed = sorted(k for k in spec_dict if k not in keep and previous.get(k, defaults[k]) != spec_dict[k])
         if changed:
             raise ConfigError(f"{state_path}: this ablation was started with different settings ({', '.join(changed)}); "
                               "use another work_dir or the same config")
