@@ -295,31 +295,50 @@ def write_lvdm(teacher: Any, student: Any, cfg: Any, out: Path) -> list[str]:
 # --- lora (peft) ----------------------------------------------------------------------------
 
 
+def _w_projection_weights(student: Any) -> dict[str, Any]:
+    """module name -> the w projection's effective weight. With w_proj_init "released" the
+    projection is a frozen random matrix with a LoRA on it: saved merged, W0 + scale * B A."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    from t2v_turbo_core.lora import W_PROJECTION_SUFFIX
+
+    out = {}
+    for name, module in student.named_modules():
+        if name.split(".")[-1] != W_PROJECTION_SUFFIX:
+            continue
+        if isinstance(module, BaseTunerLayer):
+            weight = module.get_base_layer().weight + module.get_delta_weight("default")
+        else:
+            weight = module.weight
+        out[name] = weight.detach()
+    return out
+
+
 def write_peft_adapter(teacher: Any, student: Any, out: Path) -> list[str]:
     """peft's adapter files for the teacher's UNet (with its w projection input added)."""
     import torch
     from peft import LoraConfig, get_peft_model
-
-    from t2v_turbo_core.lora import w_projection_parameters
+    from peft.tuners.tuners_utils import BaseTunerLayer
 
     source = student.peft_config["default"]
-    w_modules = sorted({n.rsplit(".", 1)[0] for n in w_projection_parameters(student)})
+    w_weights = _w_projection_weights(student)
+    w_modules = sorted(w_weights)
+    # LoRA targets: every adapted layer but the w projection, which peft saves whole.
+    targets = [n for n, m in student.named_modules() if isinstance(m, BaseTunerLayer) and n not in w_weights]
     config = LoraConfig(r=source.r, lora_alpha=source.lora_alpha, lora_dropout=source.lora_dropout,
-                        target_modules=source.target_modules, modules_to_save=w_modules, init_lora_weights=True)
+                        target_modules=f"^({'|'.join(n.replace('.', '[.]') for n in targets)})$",
+                        modules_to_save=w_modules, init_lora_weights=True)
     base = teacher.make_student(None)  # the teacher's weights, w projection input added (zero)
     model = get_peft_model(base, config)
     params = dict(model.named_parameters())
     copied = 0
     with torch.no_grad():
         for name, value in student.named_parameters():
-            if "lora_" in name:
-                target = f"base_model.model.{name}"
-            elif name.rsplit(".", 1)[0] in w_modules:
-                module, _, leaf = name.rpartition(".")
-                target = f"base_model.model.{module}.modules_to_save.default.{leaf}"
-            else:
-                continue
-            params[target].copy_(value)
+            if "lora_" in name and not any(name.startswith(m + ".") for m in w_modules):
+                params[f"base_model.model.{name}"].copy_(value)
+                copied += 1
+        for module, weight in w_weights.items():
+            params[f"base_model.model.{module}.modules_to_save.default.weight"].copy_(weight)
             copied += 1
     expected = sum(1 for n in params if "lora_" in n or ".modules_to_save." in n)
     if copied != expected:

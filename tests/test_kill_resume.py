@@ -386,3 +386,68 @@ def test_ablate_sigkilled_at_several_points_resumes_to_the_same_report(random_zo
     a, b = straight / "runs" / "vcm", killed / "runs" / "vcm"
     assert_same_log(a, b)
     assert_same_adapter(a, b)
+
+
+# --------------------------------------------------------------------------- score vbench
+
+
+def _vbench_videos(root: Path) -> Path:
+    """Two temporal_flickering prompts, two videos each: one static, one flickering."""
+    import av
+
+    from bench.suites import vbench as suite
+
+    videos = root / "videos"
+    videos.mkdir(parents=True)
+    prompts = [e.prompt for e in suite.load_vbench_suite(["temporal_flickering"])[:2]]
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    for k, prompt in enumerate(prompts):
+        for i in range(2):
+            frames = [base if (k == 0 or j % 2 == 0) else 255 - base for j in range(8)]
+            write_mp4(videos / f"{prompt}-{i}.mp4", np.stack(frames), fps=8)
+    assert av  # the writer's backend
+    return videos
+
+
+def _vbench_results(out: Path) -> dict:
+    raw = json.loads((out / "temporal_flickering_eval_results.json").read_text())["temporal_flickering"]
+    return {"aggregate": raw[0], "videos": {Path(v["video_path"]).name: v["video_results"] for v in raw[1]}}
+
+
+def test_score_vbench_sigkill_at_several_points_then_rerun_matches_an_uninterrupted_run(tmp_path):
+    """`bench score vbench -d temporal_flickering` (the real vbench in its env; no weights
+    needed) killed with SIGKILL while VBench runs, and at once after start; the rerun
+    publishes the same per-video values as an uninterrupted run and leaves no staging."""
+    videos = _vbench_videos(tmp_path / "data")
+    env = dict(child_env(), VBENCH_CACHE_DIR=str(tmp_path / "cache"), COLUMNS="200")
+
+    def cmd(out: Path) -> list[str]:
+        return [sys.executable, "-m", "bench", "score", "vbench", "--videos-dir", str(videos), "-d", "temporal_flickering",
+                "--device", "cpu", "--out", str(out)]
+
+    straight = tmp_path / "straight"
+    done = subprocess.run(cmd(straight), cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout + done.stderr
+    reference = _vbench_results(straight)
+
+    # Kill points: right after start (before VBench), and once VBench's own log has begun.
+    for name, ready in (("start", lambda out: True),
+                        ("vbench", lambda out: (out / ".bench" / "logs" / "temporal_flickering.log").is_file())):
+        out = tmp_path / f"killed-{name}"
+        proc = subprocess.Popen(cmd(out), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        deadline = time.time() + 600
+        while time.time() < deadline and proc.poll() is None and not ready(out):
+            time.sleep(0.05)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the harness and the VBench subprocess it started
+        proc.wait(timeout=60)
+        assert not (out / "temporal_flickering_eval_results.json").is_file() or proc.returncode == 0
+        rerun = subprocess.run(cmd(out), cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        got = _vbench_results(out)
+        assert got["videos"] == reference["videos"] and got["aggregate"] == pytest.approx(reference["aggregate"])
+        scoring = json.loads((out / ".bench" / "scoring.json").read_text())
+        assert scoring["dimensions"]["temporal_flickering"]["status"] == "complete"
+        assert not (out / ".bench" / "partial").exists()
