@@ -443,6 +443,8 @@ def test_score_vbench_sigkill_at_several_points_then_rerun_matches_an_uninterrup
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)  # the harness and the VBench subprocess it started
         proc.wait(timeout=60)
+        if name == "start":
+            assert proc.returncode == -signal.SIGKILL  # killed before anything was scored
         assert not (out / "temporal_flickering_eval_results.json").is_file() or proc.returncode == 0
         rerun = subprocess.run(cmd(out), cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
