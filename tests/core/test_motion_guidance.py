@@ -260,7 +260,7 @@ def test_motion_score_matches_a_finite_difference(family):
         v = torch.randn(z_t.shape, generator=g, dtype=torch.float64)
         fd = (energy_at(z_t + h * v) - energy_at(z_t - h * v)) / (2 * h)
         directional = (score * v).sum().item()
-        assert abs(fd - directional) <= 1e-6 * max(1.0, abs(directional)), (fd, directional)
+        assert abs(fd - directional) <= 1e-7 * max(1.0, abs(directional)), (fd, directional)  # measured ~2e-10
 
 
 # ----------------------------------------------------------------------------- guidance
