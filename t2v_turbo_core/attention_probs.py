@@ -34,6 +34,9 @@ from t2v_turbo_core.arch.videocrafter2 import Attention as VC2Attention
 from t2v_turbo_core.arch.videocrafter2 import TemporalTransformer, VideoCrafter2UNet
 
 
+_PLAIN_PROCESSORS = {"AttnProcessor", "AttnProcessor2_0"}
+
+
 def decoder_temporal_attention_layers(unet: nn.Module) -> list[str]:
     """Names of the first self-attention (attn1) of every temporal transformer in the decoder.
 
@@ -164,6 +167,11 @@ class AttentionProbabilities:
         for n, m in self._modules.items():
             if not (isinstance(m, VC2Attention) or hasattr(m, "set_processor")):
                 raise ValueError(f"layer {n} is a {type(m).__name__}, not an attention layer this recorder supports")
+            # The explicit path reproduces diffusers' plain processors only; replacing another
+            # (a custom or LoRA processor) would silently change what the layer computes.
+            name = type(getattr(m, "processor", None)).__name__
+            if not isinstance(m, VC2Attention) and name not in _PLAIN_PROCESSORS:
+                raise ValueError(f"layer {n} uses the attention processor {name}; recording supports {sorted(_PLAIN_PROCESSORS)}")
         self.maps: dict[str, torch.Tensor] = {}
         self._restore: list[Any] = []
 

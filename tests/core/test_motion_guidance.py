@@ -148,7 +148,10 @@ def test_recorder_refuses_unknown_layers():
         AttentionProbabilities(unet, ["up_blocks.9.nothing"])
     with pytest.raises(ValueError, match="not an attention layer"):
         AttentionProbabilities(unet, ["conv_in"])
-    assert isinstance(RecordingAttnProcessor("x", {}), RecordingAttnProcessor)
+    layer = decoder_temporal_attention_layers(unet)[0]
+    dict(unet.named_modules())[layer].set_processor(RecordingAttnProcessor("other", {}))
+    with pytest.raises(ValueError, match="attention processor RecordingAttnProcessor"):
+        AttentionProbabilities(unet)
 
 
 # ----------------------------------------------------------------------------- inversion
