@@ -1,0 +1,115 @@
+"""Precomputed teacher targets (v2): a record turned into the distillation target equals the
+live teacher's target on the same draws; motion guidance enters the ODE step as its formula."""
+
+import pytest
+import torch
+
+from t2v_turbo_core.distillation import ConsistencyDistiller, DistillationConfig
+from t2v_turbo_core.lora import LoraSettings, trainable_parameters
+from t2v_turbo_core.schedule import NoiseSchedule, boundary_scalings, ddim_grid, guidance_scale_embedding
+from t2v_turbo_core.student import student_from_diffusers_unet
+from t2v_turbo_core.teacher_cache import (
+    collate,
+    consistency_target_from_records,
+    precompute_teacher_target,
+    teacher_ode_step,
+)
+
+from .conftest import TEXT_DIM, make_tiny_unet3d
+
+SCHEDULE = NoiseSchedule.scaled_linear()
+SHAPE = (4, 3, 4, 4)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _distiller(target="online"):
+    teacher = make_tiny_unet3d(seed=0)
+    student = student_from_diffusers_unet(teacher, LoraSettings(rank=4, dropout=0.0))
+    # A student that has trained a little: non-zero LoRA B, so student != teacher.
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for p in trainable_parameters(student).values():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    uncond = torch.randn(1, 5, TEXT_DIM, generator=torch.Generator().manual_seed(8))
+    config = DistillationConfig(skip=5, beta_img=0.0, beta_vid=0.0, target=target)
+    return ConsistencyDistiller(student, SCHEDULE, uncond, config), teacher, uncond
+
+
+@pytest.mark.parametrize("target", ["online", "ema"])
+def test_target_from_records_equals_the_live_teacher_target(target):
+    distiller, teacher, uncond = _distiller(target)
+    g = torch.Generator().manual_seed(0)
+    latents = torch.randn(2, *SHAPE, generator=g)
+    text = torch.randn(2, 5, TEXT_DIM, generator=g)
+    records = []
+    for i in range(2):
+        seed = 100 + i
+        rec = precompute_teacher_target(teacher, SCHEDULE, latents[i], text[i], uncond, torch.Generator().manual_seed(seed), skip=5)
+        # The record's draws are (index, noise) from its generator, in that order.
+        replay = torch.Generator().manual_seed(seed)
+        index = int(torch.randint(0, 200, (1,), generator=replay))
+        noise = torch.randn((1, *SHAPE), generator=replay)
+        assert rec.index == index and not rec.use_motion_guide
+        torch.testing.assert_close(rec.noisy_latent, SCHEDULE.add_noise(latents[i : i + 1], noise, ddim_grid(5)[index : index + 1])[0])
+        records.append(rec)
+    batch = collate(records)
+    w = torch.rand((2,), generator=g) * 10 + 5  # w ~ U[5, 15], as the distiller draws it
+
+    # Live: the distiller's own teacher step (student with adapters disabled) on the same z_t, w.
+    t_start = ddim_grid(5)[batch.index]
+    t_end = (t_start - 5).clamp(min=0)
+    w_emb = guidance_scale_embedding(w, 256)
+    c_skip, c_out = boundary_scalings(t_end)
+    live = distiller._target(
+        batch.noisy_latent, t_start, t_end, text, uncond.expand(2, -1, -1), w.reshape(2, 1, 1, 1, 1), w_emb,
+        c_skip.reshape(2, 1, 1, 1, 1), c_out.reshape(2, 1, 1, 1, 1), torch.float32, torch.device("cpu"),
+    )
+    cached = consistency_target_from_records(distiller, batch, w)
+    # fp32; the live teacher batches cond and uncond in one call, the record ran them apart.
+    # Measured max |diff| 6.7e-6 on targets of size ~3.8 (fp32 rounding, amplified at small t
+    # by x0 = (z - sigma eps) / alpha and theta^-).
+    torch.testing.assert_close(cached, live, rtol=0, atol=5e-5)
+    # And it depends on w: another draw gives another target.
+    assert not torch.allclose(consistency_target_from_records(distiller, batch, w + 1.0), live, atol=1e-3)
+
+
+def test_motion_guidance_in_the_ode_step_is_sigma_end_times_the_eps_correction():
+    g = torch.Generator().manual_seed(1)
+    b = 3
+    index = torch.tensor([50, 100, 199])
+    t_start = ddim_grid(5)[index]
+    t_end = (t_start - 5).clamp(min=0)
+    z, eps_c, eps_u, score = (torch.randn(b, *SHAPE, generator=g, dtype=torch.float64) for _ in range(4))
+    w = torch.tensor([5.0, 9.0, 15.0], dtype=torch.float64)
+    plain = teacher_ode_step(SCHEDULE, z, t_start, t_end, eps_c, eps_u, w)
+    guided = teacher_ode_step(SCHEDULE, z, t_start, t_end, eps_c, eps_u, w, score, index, None, motion_gs=0.05)
+    abar_s = SCHEDULE.alphas_cumprod.double()[t_start]
+    abar_e = SCHEDULE.alphas_cumprod.double()[t_end]
+    # z_end = sqrt(abar_end) x0 + sqrt(1 - abar_end) eps with x0 untouched: the eps correction
+    # -motion_gs c(t) score moves z_end by sqrt(1 - abar_end) times it.
+    expected_shift = -((1 - abar_e).sqrt() * 0.05 * (1 - abar_s.sqrt()).sqrt()).reshape(b, 1, 1, 1, 1) * score
+    assert torch.equal(guided[0], plain[0])  # index 50 < 100: no guidance
+    torch.testing.assert_close(guided[1:] - plain[1:], expected_shift[1:].to(guided.dtype), rtol=1e-5, atol=1e-6)
+
+
+def test_motion_record_has_a_score_and_a_record_index_range():
+    teacher = make_tiny_unet3d(seed=0)
+    g = torch.Generator().manual_seed(2)
+    latent = torch.randn(*SHAPE, generator=g)
+    text = torch.randn(5, TEXT_DIM, generator=g)
+    uncond = torch.zeros(1, 5, TEXT_DIM)
+    rec = precompute_teacher_target(teacher, SCHEDULE, latent, text, uncond, torch.Generator().manual_seed(3), skip=5, index_range=(100, 104), motion=True)
+    assert 100 <= rec.index < 104 and rec.use_motion_guide
+    assert rec.motion_score.shape == SHAPE and rec.motion_score.abs().sum() > 0
+    with torch.no_grad():
+        plain = teacher(rec.noisy_latent[None], ddim_grid(5)[rec.index : rec.index + 1], encoder_hidden_states=text[None]).sample[0]
+    torch.testing.assert_close(rec.eps_cond, plain, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="index_range"):
+        precompute_teacher_target(teacher, SCHEDULE, latent, text, uncond, index_range=(150, 250))
