@@ -2,7 +2,7 @@
 
 A noise schedule is a table of numbers plus a few pure functions (the diffusers way).
 Everything here is eps-prediction with the latent-diffusion "scaled linear" betas that
-VideoCrafter2 and ModelScopeT2V were trained with (METHOD.md §1).
+VideoCrafter2 and ModelScopeT2V were trained with: betas = linspace(sqrt(0.00085), sqrt(0.012), 1000)**2.
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ def test_dimension_subsets():
     tf = suite.load_vbench_suite(["temporal_flickering"])
     assert len(tf) == 75
     assert all("temporal_flickering" in e.dimensions for e in tf)
-    # Shared prompt lists: these three use the same 93 prompts (METHOD.md §6).
+    # Shared prompt lists: these three use the same 93 prompts (VBench_full_info.json).
     sets = [
         {e.prompt for e in suite.load_vbench_suite([d])}
         for d in ("overall_consistency", "aesthetic_quality", "imaging_quality")

@@ -35,7 +35,7 @@ SHIPPED_SOURCE = Path(__file__).parent / "data" / "VBench_full_info.SOURCE.txt"
 VIDEO_SUFFIX = ".mp4"
 VIDEOS_PER_PROMPT = 5
 
-# VBench's 16 dimensions, in the order METHOD.md §6 lists them (quality, then semantic).
+# VBench's 16 dimensions, quality then semantic, in VBench's own order.
 from bench.vbench_constants import QUALITY_DIMENSIONS, SEMANTIC_DIMENSIONS  # noqa: E402  (one source of truth)
 ALL_DIMENSIONS = QUALITY_DIMENSIONS + SEMANTIC_DIMENSIONS
 
