@@ -34,6 +34,7 @@ class Analysis:
     leakage: dict
     n: int
     seed: int
+    reference: str | None = None
 
 
 def analyse(per_seed: Mapping[str, Sequence[Any]], n: int, seed: int, configs: Mapping[str, Mapping | None] | None = None,
@@ -60,8 +61,7 @@ def analyse(per_seed: Mapping[str, Sequence[Any]], n: int, seed: int, configs: M
         for m in design.names:
             totals = []
             for s in range(design.seeds(m)):
-                dims = {d: float(arr[s, i].mean()) for g, arr in design.values[m].items() for i, d in enumerate(design.groups[g])}
-                c = st.composites(dims, design.benchmark)
+                c = st.composites(design.seed_dimensions(m, s), design.benchmark)
                 totals.append(100 * c["total_score"] if c else math.nan)
             prompt_only = st.bootstrap(st.build_design({m: [per_seed[m][0]]}), n, seed)[m].get("total_score")
             seeds[m] = {"totals": totals, "between_seed_sd": float(np.std(totals, ddof=1)) if len(totals) > 1 else math.nan,
@@ -84,7 +84,7 @@ def analyse(per_seed: Mapping[str, Sequence[Any]], n: int, seed: int, configs: M
                               if reference in design.names and m != reference and "total_score" in s[m] else {})}
                        for m in design.names},
         }
-    return Analysis(design, samples, pairs, mde, seeds, {"cells": cells, "held_out": held_out}, n, seed)
+    return Analysis(design, samples, pairs, mde, seeds, {"cells": cells, "held_out": held_out}, n, seed, reference)
 
 
 # --------------------------------------------------------------------------------------
@@ -162,8 +162,9 @@ def markdown_sections(analysis: Analysis) -> list[str]:
                   f"**{mde['design_mde']:.2f}** points.", "",
                   "| prompts | videos per prompt | seeds | MDE (points) |", "|---:|---:|---:|---:|"]
         for r in mde["grid"]:
-            lines.append(f"| x{r['prompts_x']:g} | {r['videos']:g} | {r['seeds']} | {r['mde']:.2f} |")
-        lines += ["", "What a target effect needs (the other two factors as run; — : not reached within the range tried):", "",
+            lines.append(f"| x{r['prompts_x']:g} | {r['videos']:.3g} | {r['seeds']} | {r['mde']:.2f} |")
+        lines += ["", "What a target effect needs, each factor alone with the other two as run (videos tried up to 250 per "
+                  "prompt, prompts up to x32, seeds up to 20; — : not reached, the other sources set a floor):", "",
                   "| target (points) | videos per prompt | prompts | seeds |", "|---:|---:|---:|---:|"]
         for r in mde["needs"]:
             seeds = r.get("seeds", "not estimated") if mde["seed_variance_known"] else "not estimated"
@@ -188,7 +189,7 @@ def markdown_sections(analysis: Analysis) -> list[str]:
         what = "the same weights" if label == "weights" else "the same weights or family"
         lines += [f"**Held-out Total ({what} left out)**: without {', '.join(h['excluded'])} for every model "
                   "(each group's weights renormalised), with the same resamples.", "",
-                  "| model | held-out Total | 95% CI | Δ vs reference | 95% CI |", "|:---|---:|:---|---:|:---|"]
+                  f"| model | held-out Total | 95% CI | Δ vs {analysis.reference or 'reference'} | 95% CI |", "|:---|---:|:---|---:|:---|"]
         for m, r in h["models"].items():
             delta = f"{r['delta']:+.2f}" if "delta" in r else "—"
             lines.append(f"| {m} | {r['total']:.2f} | {_ci(r['ci'])} | {delta} | {_ci(r.get('delta_ci'))} |")

@@ -8,7 +8,7 @@ generate` gives video i of a prompt the same seed in every model).
   its own prompt list, dimensions sharing a list sharing the draw, the same draws for every
   model). With several training seeds per model it is two-level: seeds are resampled first
   (per model, from their own random stream), then prompts. With identical seeds it returns
-  exactly the one-level result.
+  the one-level result (to float rounding).
 * `pairwise`: every pair of models, the paired difference with its bootstrap interval, a
   paired permutation test over prompts (scipy.stats.permutation_test, the two models' values
   of a prompt swapped as one unit across all its dimensions) and Holm's correction across
@@ -122,17 +122,23 @@ def total_coefficients(benchmark: str, exclude: Iterable[str] = ()) -> dict[str,
 
 @dataclass
 class Design:
-    """Models x training seeds x dimensions x prompts, on the prompts every model has.
+    """Models x training seeds x dimensions x prompts.
+
+    A dimension's value is VBench's aggregate: the mean over every scored video, so over its
+    prompts it is a ratio, sum of values / number of videos (a dimension such as color scores
+    only the videos where the object is found, so prompts differ in their counts). Prompts
+    are the union over models; a prompt a model has no scored video of counts 0 for it.
 
     `groups` maps each prompt list (a tuple of prompts) to the dimensions scored on it;
-    `values[model][g]` is an array [seeds, dims of group g, prompts of g] of per-prompt means;
+    `sums[model][g]` / `counts[model][g]` are arrays [seeds, dims of g, prompts of g];
     `videos[model][seed][dim][prompt]` the per-video values (index -> value).
     """
 
     names: list[str]
     benchmark: str
     groups: dict[tuple[str, ...], list[str]]
-    values: dict[str, dict[tuple[str, ...], np.ndarray]]
+    sums: dict[str, dict[tuple[str, ...], np.ndarray]]
+    counts: dict[str, dict[tuple[str, ...], np.ndarray]]
     videos: dict[str, list[dict[str, dict[str, dict[int, float]]]]] = field(default_factory=dict)
 
     @property
@@ -140,11 +146,21 @@ class Design:
         return [d for dims in self.groups.values() for d in dims]
 
     def seeds(self, name: str) -> int:
-        return next(iter(self.values[name].values())).shape[0] if self.values[name] else 0
+        return len(self.videos[name])
+
+    def seed_dimensions(self, name: str, seed: int) -> dict[str, float]:
+        """One training seed's dimension values on the full data."""
+        out = {}
+        for g, ds in self.groups.items():
+            total, count = self.sums[name][g][seed].sum(axis=-1), self.counts[name][g][seed].sum(axis=-1)
+            for i, d in enumerate(ds):
+                out[d] = float(total[i] / count[i]) if count[i] > 0 else math.nan
+        return out
 
     def point(self, name: str, exclude: Iterable[str] = ()) -> dict[str, float]:
-        """Composites and dimension values of the full data (seed-averaged)."""
-        dims = {d: float(arr[:, i].mean()) for g, arr in self.values[name].items() for i, d in enumerate(self.groups[g])}
+        """Composites and dimension values of the full data (the mean over seeds)."""
+        per_seed = [self.seed_dimensions(name, s) for s in range(self.seeds(name))]
+        dims = {d: float(np.mean([p[d] for p in per_seed])) for d in self.dimensions}
         comp = composites(dims, self.benchmark, exclude) or {}
         return {**{k: float(v) for k, v in comp.items()}, **dims}
 
@@ -166,17 +182,23 @@ def build_design(models: Mapping[str, Sequence[Any]]) -> Design:
     dims = sorted(d for d in common if d in order)
     groups: dict[tuple[str, ...], list[str]] = {}
     for d in dims:
-        prompts = tuple(sorted(set.intersection(*(set(t[d]) for t in tables))))
+        prompts = tuple(sorted(set.union(*(set(t[d]) for t in tables))))
         if prompts:
             groups.setdefault(prompts, []).append(d)
-    values = {
-        name: {
-            g: np.array([[[float(np.mean(list(seed[d][p].values()))) for p in g] for d in ds] for seed in videos[name]])
-            for g, ds in groups.items()
-        }
-        for name in models
-    }
-    return Design(names=list(models), benchmark=next(iter(benchmarks)), groups=groups, values=values, videos=videos)
+
+    def table(name, fn):
+        return {g: np.array([[[fn(seed[d].get(p, {})) for p in g] for d in ds] for seed in videos[name]], dtype=float)
+                for g, ds in groups.items()}
+
+    sums = {name: table(name, lambda v: float(sum(v.values()))) for name in models}
+    counts = {name: table(name, lambda v: float(len(v))) for name in models}
+    return Design(names=list(models), benchmark=next(iter(benchmarks)), groups=groups, sums=sums, counts=counts,
+                  videos=videos)
+
+
+def _ratio(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.where(count > 0, count, 1), np.nan)
 
 
 def bootstrap(design: Design, n: int, seed: int, exclude: Iterable[str] = ()) -> dict[str, dict[str, np.ndarray]]:
@@ -184,8 +206,9 @@ def bootstrap(design: Design, n: int, seed: int, exclude: Iterable[str] = ()) ->
 
     Prompt draws come from `default_rng(seed)`, one `integers(0, P, P)` per prompt list per
     resample, in the order the lists are first met (the order the one-level bootstrap of
-    earlier releases used, so its intervals are reproduced exactly). Seed draws, when a
-    model has several, come from a second stream, so they never shift the prompt draws.
+    earlier releases used, so its intervals are reproduced wherever every prompt has the same
+    number of videos). Seed draws, when a model has several, come from a second stream, so
+    they never shift the prompt draws.
     """
     rng = np.random.default_rng(seed)
     groups = list(design.groups)
@@ -200,10 +223,10 @@ def bootstrap(design: Design, n: int, seed: int, exclude: Iterable[str] = ()) ->
         pick = seed_rng.integers(0, s, (n, s)) if s > 1 else np.zeros((n, 1), dtype=np.int64)
         dims: dict[str, np.ndarray] = {}
         for g in groups:
-            arr = design.values[name][g]  # [seeds, dims, prompts]
-            means = arr[:, :, draws[g]].mean(axis=-1)  # [seeds, dims, n]
+            values = _ratio(design.sums[name][g][:, :, draws[g]].sum(axis=-1),
+                            design.counts[name][g][:, :, draws[g]].sum(axis=-1))  # [seeds, dims, n]
             for i, d in enumerate(design.groups[g]):
-                dims[d] = means[pick, i, np.arange(n)[:, None]].mean(axis=1) if s > 1 else means[0, i]
+                dims[d] = values[pick, i, np.arange(n)[:, None]].mean(axis=1) if s > 1 else values[0, i]
         comp = composites(dims, design.benchmark, exclude) or {}
         out[name] = {**comp, **dims}
     return out
@@ -220,20 +243,20 @@ def percentile_interval(samples: np.ndarray, scale: float = 100.0) -> tuple[floa
 # All pairs
 
 
-def _stacked_prompt_table(design: Design, name: str) -> tuple[list[str], np.ndarray]:
-    """(prompts, [prompts, dims]) seed-averaged per-prompt values; NaN where a dimension
-    does not use a prompt."""
+def _stacked_prompt_table(design: Design, name: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(prompts, sums, counts): [prompts, dims] seed-averaged; 0 where a dimension does not
+    use a prompt."""
     prompts = sorted({p for g in design.groups for p in g})
     index = {p: i for i, p in enumerate(prompts)}
     dims = design.dimensions
-    table = np.full((len(prompts), len(dims)), np.nan)
+    sums, counts = np.zeros((len(prompts), len(dims))), np.zeros((len(prompts), len(dims)))
     col = 0
     for g, ds in design.groups.items():
-        arr = design.values[name][g].mean(axis=0)  # [dims, prompts]
         rows = [index[p] for p in g]
-        table[rows, col:col + len(ds)] = arr.T
+        sums[rows, col:col + len(ds)] = design.sums[name][g].mean(axis=0).T
+        counts[rows, col:col + len(ds)] = design.counts[name][g].mean(axis=0).T
         col += len(ds)
-    return prompts, table
+    return prompts, sums, counts
 
 
 def permutation_pvalues(design: Design, a: str, b: str, metrics: Sequence[str], n: int, seed: int,
@@ -247,18 +270,18 @@ def permutation_pvalues(design: Design, a: str, b: str, metrics: Sequence[str], 
     from scipy.stats import permutation_test
 
     exclude = tuple(exclude)
-    _, ta = _stacked_prompt_table(design, a)
-    _, tb = _stacked_prompt_table(design, b)
-    both = np.concatenate([ta, tb])  # rows 0..P-1: a, P..2P-1: b
-    p_count = ta.shape[0]
+    _, sa, ca = _stacked_prompt_table(design, a)
+    _, sb, cb = _stacked_prompt_table(design, b)
+    sums, counts = np.concatenate([sa, sb]), np.concatenate([ca, cb])  # rows 0..P-1: a, P..2P-1: b
+    p_count = sa.shape[0]
     dims = design.dimensions
     out = {}
     for metric in metrics:
         def statistic(x, y, axis=-1, metric=metric):
             x = np.moveaxis(np.asarray(x), axis, -1)
             y = np.moveaxis(np.asarray(y), axis, -1)
-            mx = np.nanmean(both[x], axis=-2)  # [..., dims]
-            my = np.nanmean(both[y], axis=-2)
+            mx = _ratio(sums[x].sum(axis=-2), counts[x].sum(axis=-2))  # [..., dims]
+            my = _ratio(sums[y].sum(axis=-2), counts[y].sum(axis=-2))
             if metric in dims:
                 j = dims.index(metric)
                 return mx[..., j] - my[..., j]
@@ -272,7 +295,7 @@ def permutation_pvalues(design: Design, a: str, b: str, metrics: Sequence[str], 
         observed = statistic(*idx)
         if not np.isfinite(observed):
             continue
-        if np.array_equal(ta, tb, equal_nan=True):
+        if np.array_equal(sa, sb) and np.array_equal(ca, cb):
             out[metric] = 1.0
             continue
         res = permutation_test(idx, statistic, permutation_type="samples", vectorized=True, n_resamples=n,
@@ -355,11 +378,12 @@ def variance_components(design: Design, a: str, b: str) -> VarianceComponents:
     terms = []
     n_videos = []
     for g, dims in design.groups.items():
-        prompt_means, within = [], []
+        prompt_means, within, group_videos = [], [], []
         for p in g:
             per_seed = []
             for seed_a, seed_b in zip(design.videos[a], design.videos[b]):
-                idx = sorted(set.intersection(*(set(seed_a[d][p]) & set(seed_b[d][p]) for d in dims)))
+                # Videos scored for both models in every dimension of the list (paired by index).
+                idx = sorted(set.intersection(*(set(seed_a[d].get(p, {})) & set(seed_b[d].get(p, {})) for d in dims)))
                 if not idx:
                     continue
                 y = np.array([sum(coef[d] * (seed_a[d][p][i] - seed_b[d][p][i]) for d in dims) for i in idx])
@@ -368,10 +392,11 @@ def variance_components(design: Design, a: str, b: str) -> VarianceComponents:
                 continue
             prompt_means.append(float(np.mean(np.concatenate(per_seed))))
             within.append(float(np.mean([s.var(ddof=1) for s in per_seed if len(s) > 1])) if any(len(s) > 1 for s in per_seed) else 0.0)
-            n_videos.append(len(per_seed[0]))
+            group_videos.append(len(per_seed[0]))
         if len(prompt_means) < 2:
             continue
-        v = float(np.mean(n_videos)) if n_videos else 1.0
+        n_videos += group_videos
+        v = float(np.mean(group_videos))
         sigma2 = float(np.mean(within))
         tau2 = max(0.0, float(np.var(prompt_means, ddof=1)) - sigma2 / v)
         terms.append((len(prompt_means), tau2, sigma2))
@@ -382,8 +407,7 @@ def variance_components(design: Design, a: str, b: str) -> VarianceComponents:
         for name in (a, b):
             per_seed = []
             for s in range(design.seeds(name)):
-                dims = {d: float(arr[s, i].mean()) for g, arr in design.values[name].items() for i, d in enumerate(design.groups[g])}
-                per_seed.append(composites(dims, design.benchmark)["total_score"])
+                per_seed.append(composites(design.seed_dimensions(name, s), design.benchmark)["total_score"])
             totals[name] = np.var(per_seed, ddof=1)
         between_seed = float(totals[a] + totals[b])
     return VarianceComponents(tuple(terms), float(np.mean(n_videos)) if n_videos else 1.0, max(seeds, 1), between_seed)
