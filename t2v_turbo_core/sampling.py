@@ -91,6 +91,18 @@ def consistency_sample(
 
 
 @torch.no_grad()
+def _guided_noise(teacher, z, t_batch, text_embedding, uncond, guidance_scale: float, unet_kwargs) -> torch.Tensor:
+    """The teacher's CFG noise eps_u + g (eps_c - eps_u), cond and uncond in one batched call
+    (g <= 1: the conditional pass alone)."""
+    if guidance_scale > 1.0:
+        eps_c, eps_u = predict_noise(
+            teacher, torch.cat([z, z]), torch.cat([t_batch, t_batch]), torch.cat([text_embedding, uncond]), None,
+            **(unet_kwargs or {}),
+        ).float().chunk(2)
+        return eps_u + guidance_scale * (eps_c - eps_u)
+    return predict_noise(teacher, z, t_batch, text_embedding, None, **(unet_kwargs or {})).float()
+
+
 def teacher_ddim_sample(
     teacher: nn.Module,
     text_embedding: torch.Tensor,
@@ -119,14 +131,7 @@ def teacher_ddim_sample(
     z = latents.to(device=device, dtype=dtype) if latents is not None else randn_per_video(shape, generator, device, dtype)
     for t in timesteps:
         t_batch = torch.full((b,), t, device=device, dtype=torch.long)
-        if use_cfg:
-            eps_c, eps_u = predict_noise(
-                teacher, torch.cat([z, z]), torch.cat([t_batch, t_batch]), torch.cat([text_embedding, uncond]), None,
-                **(unet_kwargs or {}),
-            ).float().chunk(2)
-            eps = eps_u + guidance_scale * (eps_c - eps_u)
-        else:
-            eps = predict_noise(teacher, z, t_batch, text_embedding, None, **(unet_kwargs or {})).float()
+        eps = _guided_noise(teacher, z, t_batch, text_embedding, uncond, guidance_scale, unet_kwargs)
         x0 = schedule.pred_original_sample(eps, t_batch, z)
         t_prev = torch.full((b,), t - ratio, device=device, dtype=torch.long)
         z = ddim_step(schedule, x0, eps, t_prev).to(dtype)
@@ -277,14 +282,7 @@ def planned_ddim_sample(
     sigmas = plan.sigmas()
     for i, t in enumerate(plan.timesteps):
         t_batch = torch.full((b,), t, device=device, dtype=torch.long)
-        if use_cfg:
-            eps_c, eps_u = predict_noise(
-                teacher, torch.cat([z, z]), torch.cat([t_batch, t_batch]), torch.cat([text_embedding, uncond]), None,
-                **(unet_kwargs or {}),
-            ).float().chunk(2)
-            eps = eps_u + guidance_scale * (eps_c - eps_u)
-        else:
-            eps = predict_noise(teacher, z, t_batch, text_embedding, None, **(unet_kwargs or {})).float()
+        eps = _guided_noise(teacher, z, t_batch, text_embedding, uncond, guidance_scale, unet_kwargs)
         a_t, a_prev, sigma = plan.alphas[i], plan.alphas_prev[i], sigmas[i]
         x0 = (z.float() - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
         if plan.x0_scale is not None:

@@ -24,6 +24,7 @@ import pytest
 
 from bench import vbench_env
 from bench.suites import vbench as suite
+from tests.test_vbench_adapter import _write_mp4  # lossless mp4s, one writer for the VBench tests
 
 REPO = Path(__file__).resolve().parents[1]
 MAKER = Path(__file__).with_name("vbench_random_evaluators.py")
@@ -71,20 +72,6 @@ def _param(d: str):
         # of a video in one batch) grew past 18 GB resident and the OOM killer ended it.
         marks.append(pytest.mark.skipif(_ram_gib() < 32, reason="scene needs more than ~20 GB of RAM on CPU"))
     return pytest.param(d, marks=marks)
-
-
-def _write_mp4(path: Path, frames: list[np.ndarray], fps: int = 8) -> None:
-    import av
-
-    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "0"} if codec == "libx264" else {"qscale": "1"}
-        for f in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
-        container.mux(stream.encode())
 
 
 def _moving_frames(seed: int, n: int = 8, size: int = 64, step: int = 2) -> list[np.ndarray]:
