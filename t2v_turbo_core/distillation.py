@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from t2v_turbo_core.losses import distance
-from t2v_turbo_core.lora import EMATarget, adapters_disabled, trainable_parameters
-from t2v_turbo_core.models import predict_noise
+from t2v_turbo_core.lora import EMATarget, adapters_disabled, trainable_parameters, tuner_layers
+from t2v_turbo_core.models import cached_dtype, predict_noise
 from t2v_turbo_core.rewards import DEFAULT_IMAGE_REWARD_FRAMES, ImageTextReward, VideoTextReward, mixed_reward_loss
 from t2v_turbo_core.schedule import (
     NoiseSchedule,
@@ -131,14 +131,17 @@ class DistillationOutput:
 
 
 @contextlib.contextmanager
-def _eval_mode(*modules: nn.Module):
+def _eval_mode(*modules: nn.Module, submodules: Sequence[nn.Module] | None = None):
     """Dropout off for the teacher's ODE step and the target, whatever mode the caller trains in.
 
     The teacher and theta^- define the regression target; with the student's base weights
     shared, train mode would otherwise apply the UNet's own dropout (diffusers' temporal convs
-    use p = 0.1) to the teacher's prediction.
+    use p = 0.1) to the teacher's prediction. `submodules`: every module of `modules`, when the
+    caller has listed them already (the distiller lists them once, not at every step).
     """
-    flags = [(m, m.training) for mod in modules if isinstance(mod, nn.Module) for m in mod.modules()]
+    if submodules is None:
+        submodules = [m for mod in modules if isinstance(mod, nn.Module) for m in mod.modules()]
+    flags = [(m, m.training) for m in submodules]
     for mod in modules:
         if isinstance(mod, nn.Module):
             mod.eval()
@@ -200,6 +203,16 @@ class ConsistencyDistiller:
         if not params:
             raise ValueError("the student has no trainable parameters (add LoRA / the w projection first)")
         self.ema = EMATarget(params, config.ema_decay) if config.target == "ema" else None
+        # Module lists walked at every step (eval mode for the target, the adapters to disable),
+        # made once per student / teacher object (`bench train` swaps in a DDP-wrapped student).
+        self._module_lists: tuple[tuple[int, int], list[nn.Module], list[nn.Module]] | None = None
+
+    def _lists(self) -> tuple[list[nn.Module], list[nn.Module]]:
+        key = (id(self.student), id(self.teacher))
+        if self._module_lists is None or self._module_lists[0] != key:
+            everything = [m for mod in (self.student, self.teacher) if isinstance(mod, nn.Module) for m in mod.modules()]
+            self._module_lists = (key, everything, tuner_layers(self.student) if self.teacher is None else [])
+        return self._module_lists[1], self._module_lists[2]
 
     def _autocast(self, device: torch.device):
         if self.config.mixed_precision == "bf16":
@@ -219,7 +232,7 @@ class ConsistencyDistiller:
         return "cd_img" if float(torch.rand((), generator=generator)) < RELEASED_CD_FRACTION else "vid"
 
     def _teacher_context(self):
-        return adapters_disabled(self.student) if self.teacher is None else contextlib.nullcontext()
+        return adapters_disabled(self.student, layers=self._lists()[1]) if self.teacher is None else contextlib.nullcontext()
 
     def step(
         self,
@@ -228,6 +241,11 @@ class ConsistencyDistiller:
         prompts: Sequence[str] | None = None,
         generator: torch.Generator | None = None,
     ) -> DistillationOutput:
+        # The UNets' dtype once per step, not at each of the three forwards (`cached_dtype`).
+        with cached_dtype(self.student, self.teacher):
+            return self._step(latents, text_embedding, prompts, generator)
+
+    def _step(self, latents, text_embedding, prompts, generator) -> DistillationOutput:
         cfg = self.config
         # The text encoder is frozen in the method: never let a caller's graph reach it.
         latents, text_embedding = latents.detach(), text_embedding.detach()
@@ -308,7 +326,7 @@ class ConsistencyDistiller:
 
     def _target(self, z_start, t_start, t_end, text_embedding, uncond, w_b, w_emb, c_skip_end, c_out_end, dtype, device):
         """The teacher's one DDIM step z_{t_{n+k}} -> z_hat_{t_n}, then f_{theta^-} there (no grad)."""
-        with torch.no_grad(), self._autocast(device), _eval_mode(self.student, self.teacher):
+        with torch.no_grad(), self._autocast(device), _eval_mode(self.student, self.teacher, submodules=self._lists()[0]):
             net = self.student if self.teacher is None else self.teacher
             with self._teacher_context():
                 eps_both = predict_noise(

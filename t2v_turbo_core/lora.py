@@ -112,19 +112,21 @@ def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
 
-def _tuner_layers(model: nn.Module) -> list[nn.Module]:
+def tuner_layers(model: nn.Module) -> list[nn.Module]:
+    """Every peft adapter layer of `model`."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     return [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
 
 
 @contextlib.contextmanager
-def adapters_disabled(model: nn.Module) -> Iterator[nn.Module]:
+def adapters_disabled(model: nn.Module, layers: list[nn.Module] | None = None) -> Iterator[nn.Module]:
     """Run the base (teacher) weights: LoRA off. Callers also pass no w embedding.
 
     This is how the LCM-LoRA recipes get the teacher without a second copy of the UNet.
+    `layers`: `tuner_layers(model)`, when the caller keeps that list (a training loop).
     """
-    layers = _tuner_layers(model)
+    layers = tuner_layers(model) if layers is None else layers
     for layer in layers:
         layer.enable_adapters(False)
     try:

@@ -12,7 +12,8 @@ LVDM UNet and the tiny world's teacher plug in alike:
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence, runtime_checkable
+import contextlib
+from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
 
 import torch
 
@@ -34,6 +35,52 @@ def predict_noise(
     if isinstance(out, (tuple, list)):
         return out[0]
     return out
+
+
+# Per diffusers class: a subclass whose `dtype` is the value computed on entering `cached_dtype`.
+_CACHED_DTYPE_CLASSES: dict[type, type] = {}
+
+
+def _cached_dtype_class(cls: type) -> type:
+    sub = _CACHED_DTYPE_CLASSES.get(cls)
+    if sub is None:
+        sub = type(cls.__name__, (cls,), {
+            "__module__": cls.__module__,
+            "__doc__": cls.__doc__,
+            "dtype": property(lambda self: self.__dict__["_cached_dtype"]),
+            "_dtype_is_cached": True,
+        })
+        _CACHED_DTYPE_CLASSES[cls] = sub
+    return sub
+
+
+@contextlib.contextmanager
+def cached_dtype(*modules: Any) -> Iterator[None]:
+    """Within the block, a diffusers model's `dtype` is computed once instead of at every call.
+
+    diffusers' UNet3DConditionModel reads `self.dtype` in every forward, and ModelMixin
+    computes it by walking every submodule (looking for casting hooks): 3 ms per call for the
+    tiny teacher, 15 ms for its LoRA student (3,533 modules), i.e. 10% of a one-video
+    sampling call and 4% of a training step. The value is the one diffusers computes, taken
+    on entry; nothing here changes a parameter's dtype. Other objects (wrappers, plain
+    modules) pass through; a DDP wrapper's inner module is the one swapped.
+    """
+    swapped = []
+    try:
+        for module in modules:
+            module = getattr(module, "module", module)  # DistributedDataParallel
+            cls = type(module)
+            if not isinstance(module, torch.nn.Module) or getattr(cls, "_dtype_is_cached", False) \
+                    or not isinstance(getattr(cls, "dtype", None), property) or any(m is module for m, _ in swapped):
+                continue
+            module.__dict__["_cached_dtype"] = module.dtype
+            module.__class__ = _cached_dtype_class(cls)
+            swapped.append((module, cls))
+        yield
+    finally:
+        for module, cls in reversed(swapped):
+            module.__class__ = cls
+            module.__dict__.pop("_cached_dtype", None)
 
 
 @runtime_checkable

@@ -1,0 +1,181 @@
+"""The fast paths of sampling and training compute what the plain paths compute.
+
+* the distiller's step (module lists kept across steps, the UNet's dtype cached per step)
+  gives the same losses and weights, bit for bit, as a reference step written out below the
+  way the distiller computed it before (every walk redone, the plain diffusers dtype);
+* CFG's two predictions in two calls equal the one batched call (to float rounding);
+* `cached_dtype` is the dtype diffusers computes and leaves the model as it found it;
+* `prepare_for_sampling` (merged adapter, eval mode) is the student's function.
+"""
+
+import contextlib
+
+import pytest
+import torch
+
+from t2v_turbo_core.distillation import ConsistencyDistiller, DistillationConfig
+from t2v_turbo_core.lora import LoraSettings, adapters_disabled, trainable_parameters
+from t2v_turbo_core.losses import distance
+from t2v_turbo_core.models import VideoVAE, cached_dtype, predict_noise
+from t2v_turbo_core.rewards import mixed_reward_loss
+from t2v_turbo_core.sampling import (
+    CFG_SPLIT_MIN_BATCH,
+    cfg_in_one_call,
+    consistency_sample,
+    prepare_for_sampling,
+    teacher_ddim_sample,
+)
+from t2v_turbo_core.schedule import NoiseSchedule, boundary_scalings, ddim_step, guidance_scale_embedding
+from t2v_turbo_core.student import student_from_diffusers_unet
+
+from .conftest import TEXT_DIM
+from .test_distillation import LATENT_SHAPE, ToyBrightnessReward, ToyTextEncoder, ToyVideoReward
+
+
+def _reference_step(d: ConsistencyDistiller, latents, text, prompts, generator):
+    """Algorithm 1's loss as the distiller computed it before its fast paths (paper weighting):
+    eval mode and the disabled adapters found by walking the modules, diffusers' own dtype."""
+    cfg, sched, student = d.config, d.schedule, d.student
+    b, nd = latents.shape[0], latents.ndim
+    shape = (b, *([1] * (nd - 1)))
+    index = torch.randint(0, len(d.grid), (b,), generator=generator)
+    t_start = d.grid[index]
+    t_end = (t_start - cfg.skip).clamp(min=0)
+    noise = torch.randn(latents.shape, generator=generator)
+    z_start = sched.add_noise(latents, noise, t_start)
+    w = torch.rand((b,), generator=generator) * (cfg.w_max - cfg.w_min) + cfg.w_min
+    w_emb = guidance_scale_embedding(w, cfg.guidance_embedding_dim)
+    w_b = w.reshape(shape)
+    cs_start, co_start = (x.reshape(shape) for x in boundary_scalings(t_start, cfg.sigma_data, cfg.timestep_scaling))
+    cs_end, co_end = (x.reshape(shape) for x in boundary_scalings(t_end, cfg.sigma_data, cfg.timestep_scaling))
+    uncond = d.uncond_embedding.expand(b, *text.shape[1:])
+    modes = [(m, m.training) for m in student.modules()]
+    student.eval()
+    try:
+        with torch.no_grad():
+            with adapters_disabled(student):
+                eps_c, eps_u = predict_noise(student, torch.cat([z_start, z_start]), torch.cat([t_start, t_start]),
+                                             torch.cat([text, uncond]), None).float().chunk(2)
+            x0_c, x0_u = sched.pred_original_sample(eps_c, t_start, z_start), sched.pred_original_sample(eps_u, t_start, z_start)
+            z_end = ddim_step(sched, x0_c + w_b * (x0_c - x0_u), eps_c + w_b * (eps_c - eps_u), t_end)
+            with d.ema.swapped_in() if d.ema is not None else contextlib.nullcontext():
+                eps_t = predict_noise(student, z_end, t_end, text, w_emb).float()
+            target = cs_end * z_end + co_end * sched.pred_original_sample(eps_t, t_end, z_end)
+    finally:
+        for m, was in modes:
+            m.training = was
+    eps = predict_noise(student, z_start, t_start, text, w_emb)
+    pred = cs_start * z_start + co_start * sched.pred_original_sample(eps.float(), t_start, z_start)
+    loss = distance(pred, target, cfg.loss_type, cfg.huber_c)
+    terms = mixed_reward_loss(pred, prompts, d.vae, image_reward=d.image_reward, video_reward=d.video_reward,
+                              beta_img=cfg.beta_img, beta_vid=cfg.beta_vid, image_frames=cfg.image_reward_frames,
+                              generator=generator)
+    return loss + terms.loss.float()
+
+
+def _distiller(tiny_unet3d, tiny_vae, target):
+    teacher = tiny_unet3d(seed=0)
+    student = student_from_diffusers_unet(teacher, LoraSettings(rank=4, dropout=0.0)).train()
+    text_encoder = ToyTextEncoder()
+    d = ConsistencyDistiller(student, NoiseSchedule.scaled_linear(), text_encoder([""]).detach(),
+                             DistillationConfig(image_reward_frames=2, target=target), vae=VideoVAE(tiny_vae(seed=1), scaling_factor=1.0),
+                             image_reward=ToyBrightnessReward(), video_reward=ToyVideoReward())
+    return d, text_encoder
+
+
+def _train(d, text_encoder, step_fn, steps=3):
+    params = list(trainable_parameters(d.student).values())
+    opt = torch.optim.AdamW(params, lr=1e-2)
+    prompts = ["a red circle", "a blue square"]
+    torch.manual_seed(7)  # the student trains in train mode: the UNet's dropout draws from here
+    losses = []
+    for s in range(steps):
+        latents = torch.randn(2, *LATENT_SHAPE, generator=torch.Generator().manual_seed(100 + s))
+        loss = step_fn(d, latents, text_encoder(prompts).detach(), prompts, torch.Generator().manual_seed(s))
+        losses.append(loss.detach().clone())
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        d.update_target()
+    return losses, {n: p.detach().clone() for n, p in trainable_parameters(d.student).items()}
+
+
+@pytest.mark.parametrize("target", ["ema", "online"])
+def test_distiller_step_is_bit_identical_to_the_reference_step(tiny_unet3d, tiny_vae, target):
+    fast, text_encoder = _distiller(tiny_unet3d, tiny_vae, target)
+    ref, ref_text = _distiller(tiny_unet3d, tiny_vae, target)
+    losses, weights = _train(fast, text_encoder, lambda d, *a: d.step(*a).loss)
+    ref_losses, ref_weights = _train(ref, ref_text, _reference_step)
+    assert all(torch.isfinite(x) for x in losses)
+    assert [float(x) for x in losses] == [float(x) for x in ref_losses]
+    assert weights.keys() == ref_weights.keys()
+    assert all(torch.equal(weights[k], ref_weights[k]) for k in weights)
+    # The losses do move (the comparison is not between constants).
+    assert len({float(x) for x in losses}) == len(losses)
+
+
+def test_distiller_leaves_modes_and_classes_as_it_found_them(tiny_unet3d, tiny_vae):
+    d, text_encoder = _distiller(tiny_unet3d, tiny_vae, "ema")
+    cls = type(d.student)
+    d.step(torch.randn(2, *LATENT_SHAPE), text_encoder(["a", "b"]).detach(), ["a", "b"], torch.Generator().manual_seed(0))
+    assert type(d.student) is cls and "_cached_dtype" not in d.student.__dict__
+    assert all(m.training for m in d.student.modules())
+    assert all(layer._disable_adapters is False for layer in d._lists()[1])
+
+
+def test_cfg_in_one_call_policy():
+    assert cfg_in_one_call(1, "cpu") and cfg_in_one_call(CFG_SPLIT_MIN_BATCH - 1, "cpu")
+    assert not cfg_in_one_call(CFG_SPLIT_MIN_BATCH, "cpu")
+    assert cfg_in_one_call(64, "cuda")
+    assert cfg_in_one_call(64, "cpu", "one_call") and not cfg_in_one_call(1, "cuda", "two_calls")
+    with pytest.raises(ValueError, match="cfg_batching"):
+        cfg_in_one_call(1, "cpu", "fused")
+
+
+def test_cfg_in_two_calls_equals_the_batched_call(tiny_unet3d):
+    unet = tiny_unet3d(seed=2)
+    text = torch.randn(3, 5, TEXT_DIM, generator=torch.Generator().manual_seed(0))
+    uncond = torch.zeros(1, 5, TEXT_DIM)
+    outs = {}
+    for mode in ("one_call", "two_calls"):
+        outs[mode] = teacher_ddim_sample(unet, text, uncond, (3, 4, 3, 4, 4), NoiseSchedule.scaled_linear(), num_steps=4,
+                                         guidance_scale=7.5, generator=torch.Generator().manual_seed(1), cfg_batching=mode)
+    assert outs["one_call"].nfe == outs["two_calls"].nfe == 8  # 2 NFE per step either way
+    # Float rounding only (the batch size picks the kernels), amplified by g = 7.5 over 4 steps.
+    scale = float(outs["one_call"].latents.abs().max())
+    torch.testing.assert_close(outs["one_call"].latents, outs["two_calls"].latents, rtol=0, atol=1e-4 * scale)
+    assert outs["one_call"].latents.abs().max() > 0
+
+
+def test_cached_dtype_is_diffusers_dtype_and_is_undone(tiny_unet3d):
+    unet = tiny_unet3d(seed=0)
+    cls, z, t = type(unet), torch.randn(1, 4, 3, 4, 4), torch.tensor([500])
+    text = torch.randn(1, 5, TEXT_DIM)
+    with torch.no_grad():
+        plain = unet(z, t, encoder_hidden_states=text).sample
+        with cached_dtype(unet, unet, object()):
+            assert type(unet) is not cls and isinstance(unet, cls) and unet.dtype == torch.float32
+            cached = unet(z, t, encoder_hidden_states=text).sample
+    assert torch.equal(plain, cached)
+    assert type(unet) is cls and "_cached_dtype" not in unet.__dict__
+    with pytest.raises(RuntimeError, match="boom"), cached_dtype(unet):
+        raise RuntimeError("boom")
+    assert type(unet) is cls
+
+
+def test_prepare_for_sampling_merges_and_turns_dropout_off(tiny_unet3d):
+    student = student_from_diffusers_unet(tiny_unet3d(seed=0), LoraSettings(rank=4, dropout=0.0))
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for n, p in student.named_parameters():
+            if "lora_" in n or "cond_proj" in n:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    text = torch.randn(2, 5, TEXT_DIM, generator=torch.Generator().manual_seed(0))
+    sched = NoiseSchedule.scaled_linear()
+    before = consistency_sample(student.eval(), text, (2, 4, 3, 4, 4), sched, num_steps=2, generator=torch.Generator().manual_seed(1))
+    student.train()
+    fast = prepare_for_sampling(student)
+    assert not any("lora_" in n for n, _ in fast.named_parameters())
+    assert not any(m.training for m in fast.modules()) and not any(p.requires_grad for p in fast.parameters())
+    after = consistency_sample(fast, text, (2, 4, 3, 4, 4), sched, num_steps=2, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(after.latents, before.latents, rtol=1e-4, atol=1e-5)
