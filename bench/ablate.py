@@ -319,6 +319,11 @@ def speed_rows(entries: Sequence[dict]) -> list[dict]:
     for r in rows:
         for key, out in (("sampling_seconds_per_video", "speedup_vs_teacher"), ("seconds_per_video", "end_to_end_speedup_vs_teacher")):
             r[out] = teacher[key] / r[key] if teacher and r[key] > 0 else math.nan
+        # The NFE limit: the speedup if a network evaluation cost the same in both models and
+        # nothing else took time (teacher NFE / model NFE; CFG counts 2 NFE per step).
+        r["nfe_limit"] = teacher["nfe"] / r["nfe"] if teacher and teacher["nfe"] and r["nfe"] else math.nan
+        for out in ("speedup_vs_teacher", "end_to_end_speedup_vs_teacher"):
+            r[out.replace("speedup_vs_teacher", "fraction_of_nfe_limit")] = r[out] / r["nfe_limit"] if r["nfe_limit"] > 0 else math.nan
     return rows
 
 
@@ -388,7 +393,8 @@ def write_ablation_report(spec: AblationSpec, entries: Sequence[dict]) -> list[P
         ]
         table[f"delta_{k}_vs_vcm_ci_low"] = [cis[m.name].get(f"delta_{k}", (0.0, 0.0))[0] if cis[m.name].get(f"delta_{k}", (0, 0)) else math.nan for m in models]
         table[f"delta_{k}_vs_vcm_ci_high"] = [cis[m.name].get(f"delta_{k}", (0.0, 0.0))[1] if cis[m.name].get(f"delta_{k}", (0, 0)) else math.nan for m in models]
-    for key in ("nfe", "sampling_seconds_per_video", "seconds_per_video", "speedup_vs_teacher", "end_to_end_speedup_vs_teacher"):
+    for key in ("nfe", "sampling_seconds_per_video", "seconds_per_video", "speedup_vs_teacher", "end_to_end_speedup_vs_teacher",
+                "nfe_limit"):
         table[key] = [speed[m.name][key] for m in models]
 
     prefix = Path(spec.report)
@@ -460,6 +466,22 @@ def _verdict(table, cis) -> list[str]:
     return lines
 
 
+def speed_markdown(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The report's speed table: sampling-only and end-to-end speedups, each beside its NFE limit."""
+
+    def speedup(r, key):
+        limit = r.get("nfe_limit", math.nan)
+        return f"{_num(r[key], '.1f')}x" + (f" of {_num(limit, '.0f')}x" if _num(limit) != "—" else "")
+
+    lines = ["## Speed", "",
+             "| model | steps | NFE | sampling s / video | speedup vs teacher (of NFE limit) | end-to-end s / video | end-to-end speedup (of NFE limit) |",
+             "|:---|---:|---:|---:|---:|---:|---:|"]
+    for r in records:
+        lines.append(f"| {r['model']} | {int(r['steps'])} | {int(r['nfe'])} | {_num(r['sampling_seconds_per_video'], '.4f')} | "
+                     f"{speedup(r, 'speedup_vs_teacher')} | {_num(r['seconds_per_video'], '.4f')} | {speedup(r, 'end_to_end_speedup_vs_teacher')} |")
+    return lines
+
+
 def _ablation_markdown(spec, table, cis, speed, models, entries, paths, statistics: Sequence[str] = ()) -> str:
     from bench.report import markdown_table
 
@@ -499,17 +521,13 @@ def _ablation_markdown(spec, table, cis, speed, models, entries, paths, statisti
         c for c in table.columns if c in __import__("bench.report", fromlist=["VBENCH_DIMENSIONS"]).VBENCH_DIMENSIONS
     ]
     lines += ["## All 16 dimensions (x100)", "", markdown_table(table[dims_cols]), ""]
-    lines += ["## Speed", "",
-              "| model | steps | NFE | sampling s / video | speedup vs teacher | end-to-end s / video | end-to-end speedup |",
-              "|:---|---:|---:|---:|---:|---:|---:|"]
-    for r in table.to_dict("records"):
-        lines.append(f"| {r['model']} | {int(r['steps'])} | {int(r['nfe'])} | {_num(r['sampling_seconds_per_video'], '.4f')} | "
-                     f"{_num(r['speedup_vs_teacher'], '.1f')}x | {_num(r['seconds_per_video'], '.4f')} | {_num(r['end_to_end_speedup_vs_teacher'], '.1f')}x |")
+    lines += speed_markdown(table.to_dict("records"))
     lines += [
         "",
         "Per video of a batch, on the machine that ran the ablation (one thread per job), from each model's "
         "`videos/*/manifest*.jsonl`: sampling is the denoising loop alone (what NFE counts); end to end adds text "
-        "encoding and VAE decoding.",
+        "encoding and VAE decoding. The NFE limit beside each speedup is the teacher's NFE over the model's (CFG: "
+        "2 NFE per step), the speedup if a network evaluation cost the same in both and nothing else took time.",
         "",
         "## Plots",
         "",
@@ -584,6 +602,43 @@ def plan_entries(spec: AblationSpec) -> list[dict]:
     return entries + [{"name": TEACHER, "model": TEACHER, "variant": TEACHER}]
 
 
+# The cost model that orders the jobs (longest first), in seconds on one CPU thread, measured on
+# the tiny world side by side (benchmarks/results/speed_memory.json, a loaded 2-core machine):
+# one training sample-step of VCM at batch 8 (~1.2 s per step), the share each reward model adds
+# to it (T2V-Turbo with both: ~1.25x VCM), and one network evaluation of one video at 32 videos
+# per call (the teacher's 50-step CFG: 100 NFE per video). Only the order depends on them.
+TRAIN_SECONDS_PER_SAMPLE = 0.15
+REWARD_SHARE_OF_STEP = 0.12
+SECONDS_PER_VIDEO_NFE = 0.018
+
+
+def estimated_job_seconds(spec: AblationSpec, entry: dict, videos: int) -> float:
+    """A job's expected seconds: training (students) + generating `videos` (+ scoring, small)."""
+    if entry["name"] == TEACHER or entry.get("variant") == TEACHER:
+        nfe = spec.teacher_steps * (2 if (spec.teacher_cfg is None or spec.teacher_cfg > 1) else 1)
+        return videos * nfe * SECONDS_PER_VIDEO_NFE
+    from bench.config import load_config
+
+    overrides = list(spec.train_overrides) + [f"variant={entry['variant']}"]
+    cfg = load_config(spec.train_config, overrides)
+    rewards = sum(part in ("img", "vid") for part in entry["variant"].split("+"))
+    train = cfg.steps * cfg.batch_size * TRAIN_SECONDS_PER_SAMPLE * (1 + REWARD_SHARE_OF_STEP * rewards)
+    return train + videos * spec.student_steps * SECONDS_PER_VIDEO_NFE
+
+
+def submission_order(spec: AblationSpec, entries: Sequence[dict]) -> list[dict]:
+    """The jobs longest first (LPT), so that the workers finish together: the 50-step teacher's
+    generation is about as long as the longest training and no longer waits for the trainings
+    before it starts (a wall-time tail that one worker would run alone). The report's order is
+    the spec's, whatever the order the jobs ran in."""
+    try:
+        videos = len(_suite_items(spec)[0]) * spec.videos_per_prompt
+        cost = {e["name"]: estimated_job_seconds(spec, e, videos) for e in entries}
+    except Exception:  # noqa: BLE001 - an estimate never stops an ablation: the spec's order then
+        return list(entries)
+    return sorted(entries, key=lambda e: -cost[e["name"]])
+
+
 def run_ablation(spec: AblationSpec, console: Any = None) -> list[Path]:
     import multiprocessing as mp
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -614,9 +669,9 @@ def run_ablation(spec: AblationSpec, console: Any = None) -> list[Path]:
     with Progress(TextColumn("[bold]{task.description:<24}"), TextColumn("{task.fields[stage]:<9}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
         tasks = {e["name"]: progress.add_task(e["name"], total=None, stage="queued") for e in entries}
-        # Longest jobs first (trainings), then the teacher's 50-step generation.
+        # Longest jobs first (`submission_order`): the teacher's generation starts at once.
         with ProcessPoolExecutor(max_workers=spec.jobs, mp_context=ctx) as pool:
-            futures = {pool.submit(run_job, spec_dict, e, queue): e for e in entries}
+            futures = {pool.submit(run_job, spec_dict, e, queue): e for e in submission_order(spec, entries)}
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)

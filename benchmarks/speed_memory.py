@@ -1,26 +1,39 @@
 """Speed and memory of T2V-Turbo's two claims, measured side by side in one run.
 
 1. Sampling speed: the student's n-step consistency sampler (1, 2, 4, 8 steps, no CFG) vs
-   the teacher's 50-step DDIM with CFG, on the same prompts, seeds and machine: NFE,
-   seconds per video, and the speedup ratio (the paper's "10x / 25x faster").
+   the teacher's 50-step DDIM with CFG, on the same prompts, seeds and machine, at 1, 4, 16
+   and 32 videos per call: NFE, seconds per video sampling-only and end to end (text encoding
+   + sampling + VAE decoding, as `bench generate` times them), the cost per NFE, and the
+   speedup as a fraction of its NFE limit (teacher NFE / student NFE). NFE counts network
+   evaluations per video: CFG's conditional and unconditional predictions are 2 NFE per step
+   whether they run in one call of 2B videos or in two calls of B (`cfg_in_one_call`). The
+   student samples as generation runs it (`prepare_for_sampling`: adapter merged, eval mode).
+   A per-call profile beside it shows where the cost per NFE goes (one vs two CFG calls, an
+   unmerged adapter, train-mode dropout, diffusers' per-call dtype walk).
 2. Reward-step memory: the reward gradient through the single-step prediction (T2V-Turbo)
    vs through an n-step sampling chain (what it avoids), for n = 1, 2, 4, 8: bytes that
    autograd keeps for backward (exact and device-independent) and, on CUDA, peak memory.
 3. Training-step cost: one whole distillation step as `bench train` runs it (batch, text
    encoding, Algorithm 1's step, backward, optimizer, target update) for VCM and for
-   T2V-Turbo (image + video reward), at several batch sizes: seconds per step and per
-   sample, and what the reward feedback costs as a ratio to the VCM step.
+   T2V-Turbo (image + video reward), interleaved step by step, at several batch sizes:
+   seconds per step and per sample, and what the reward feedback costs as a ratio to VCM.
 
-Default: the shipped tiny-world zoo on the CPU. Ratios are the result; absolute seconds
-depend on the machine.
+Default: the shipped tiny-world zoo on the CPU, one thread (as `bench ablate` runs its jobs:
+with other processes on the cores, OpenMP's 2 threads spin-wait and a call can get many
+times slower). Everything compared runs interleaved in one process, so that the machine's
+load weighs on both sides alike; ratios are the result, absolute seconds depend on the
+machine and its load, which the results file records (load average before and after).
 
-    .venv/bin/python benchmarks/speed_memory.py [--zoo DIR] [--device cpu|cuda] [--out benchmarks/results/speed_memory.json]
+    .venv/bin/python benchmarks/speed_memory.py [--zoo DIR] [--device cpu|cuda] [--threads 1]
+        [--sections sampling,memory,train_step] [--out benchmarks/results/speed_memory.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import time
 from pathlib import Path
 
@@ -28,36 +41,132 @@ import torch
 
 from t2v_turbo_core.memory import saved_tensor_bytes
 
+BATCHES = (1, 4, 16, 32)
+STUDENT_STEPS = (1, 2, 4, 8)
+TEACHER_STEPS = 50
 
-def sampling_speed(teacher, student, prompts, device, repeats: int = 2) -> list[dict]:
-    from t2v_turbo_core.sampling import consistency_sample, teacher_ddim_sample
 
-    text = teacher.text_encoder(prompts).to(device)
-    uncond = teacher.text_encoder([""]).to(device)
-    shape = teacher.latent_shape(len(prompts))
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1e3
+
+
+def call_profile(teacher, student_lora, student, prompts, device, batches=BATCHES, repeats: int = 5) -> list[dict]:
+    """One UNet call, interleaved, per batch size: where the student's cost per NFE goes."""
+    from t2v_turbo_core.models import cached_dtype
+    from t2v_turbo_core.schedule import guidance_scale_embedding
+
     rows = []
-
-    def timed(fn):
-        fn()  # warm-up
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+    uncond1 = teacher.text_encoder([""]).to(device)
+    for b in batches:
+        text = teacher.text_encoder(prompts[:b]).to(device)
+        uncond = uncond1.expand(b, *text.shape[1:])
+        z = torch.randn(teacher.latent_shape(b), generator=torch.Generator().manual_seed(b)).to(device)
+        t = torch.full((b,), 500, device=device)
+        w = guidance_scale_embedding(torch.full((b,), 7.5)).to(device)
+        z2, t2, c2 = torch.cat([z, z]), torch.cat([t, t]), torch.cat([text, uncond])
+        unet = teacher.unet
+        calls = {
+            # name: (callable, NFE per video it computes)
+            "teacher CFG, one call of 2B": (lambda: unet(z2, t2, encoder_hidden_states=c2), 2),
+            "teacher CFG, two calls of B": (lambda: (unet(z, t, encoder_hidden_states=text), unet(z, t, encoder_hidden_states=uncond)), 2),
+            "student merged, eval (as sampled)": (lambda: student(z, t, encoder_hidden_states=text, timestep_cond=w), 1),
+            "student unmerged LoRA, eval": (lambda: student_lora.eval()(z, t, encoder_hidden_states=text, timestep_cond=w), 1),
+            "student unmerged LoRA, train mode (old benchmark)": (lambda: student_lora.train()(z, t, encoder_hidden_states=text, timestep_cond=w), 1),
+            "student merged, eval, dtype cached": (lambda: _cached(student, z, t, text, w, cached_dtype), 1),
+        }
+        times = {k: [] for k in calls}
+        with torch.no_grad():
+            for fn, _ in calls.values():
+                fn()
+            for _ in range(repeats):
+                for k, (fn, _) in calls.items():
+                    _sync(device)
+                    t0 = time.perf_counter()
+                    fn()
+                    _sync(device)
+                    times[k].append(time.perf_counter() - t0)
+        student_lora.eval()
+        for k, (fn, nfe) in calls.items():
+            ms = _median_ms(times[k])
+            rows.append({"batch": b, "call": k, "ms_per_call": ms, "ms_per_nfe_per_video": ms / (nfe * b)})
+    for m, name in ((teacher.unet, "teacher"), (student, "student merged"), (student_lora, "student unmerged LoRA")):
         t0 = time.perf_counter()
-        for _ in range(repeats):
-            out = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return (time.perf_counter() - t0) / repeats / len(prompts), out
+        for _ in range(10):
+            m.dtype
+        rows.append({"batch": None, "call": f"diffusers dtype walk: {name} ({sum(1 for _ in m.modules())} modules)",
+                     "ms_per_call": (time.perf_counter() - t0) / 10 * 1e3, "ms_per_nfe_per_video": None})
+    return rows
 
-    sec, out = timed(lambda: teacher_ddim_sample(teacher.unet, text, uncond, shape, teacher.schedule, num_steps=50,
-                                                 guidance_scale=teacher.cfg_scale, generator=torch.Generator().manual_seed(0)))
-    rows.append({"sampler": "teacher DDIM + CFG", "steps": 50, "nfe": out.nfe, "seconds_per_video": sec})
-    for n in (1, 2, 4, 8):
-        sec, out = timed(lambda n=n: consistency_sample(student, text, shape, teacher.schedule, num_steps=n,
-                                                        generator=torch.Generator().manual_seed(0)))
-        rows.append({"sampler": "student consistency", "steps": n, "nfe": out.nfe, "seconds_per_video": sec})
-    base = rows[0]["seconds_per_video"]
-    for r in rows:
-        r["speedup_vs_teacher"] = base / r["seconds_per_video"]
+
+def _cached(student, z, t, text, w, cached_dtype):
+    with cached_dtype(student):
+        return student(z, t, encoder_hidden_states=text, timestep_cond=w)
+
+
+def sampling_speed(teacher, student, prompts, device, batches=BATCHES, repeats: int = 2) -> list[dict]:
+    """Full samplers, side by side (interleaved per repeat), per batch size: sampling-only and
+    end to end (text encoding + sampling + one VAE decode per video, as `bench generate`)."""
+    from t2v_turbo_core.sampling import cfg_in_one_call, consistency_sample, teacher_ddim_sample
+
+    uncond = teacher.text_encoder([""]).to(device)
+    runs = [("teacher DDIM + CFG", TEACHER_STEPS)] + [("student consistency", n) for n in STUDENT_STEPS]
+
+    def run(b: int, sampler: str, n: int) -> tuple[float, float, int]:
+        _sync(device)
+        t0 = time.perf_counter()
+        text = teacher.text_encoder(prompts[:b]).to(device)
+        shape = teacher.latent_shape(b)
+        gens = [torch.Generator().manual_seed(i) for i in range(b)]
+        _sync(device)
+        t1 = time.perf_counter()
+        if sampler.startswith("teacher"):
+            out = teacher_ddim_sample(teacher.unet, text, uncond, shape, teacher.schedule, num_steps=n,
+                                      guidance_scale=teacher.cfg_scale, generator=gens)
+        else:
+            out = consistency_sample(student, text, shape, teacher.schedule, num_steps=n, generator=gens)
+        _sync(device)
+        t2 = time.perf_counter()
+        torch.cat([teacher.vae.decode(lat[None]) for lat in out.latents])
+        _sync(device)
+        t3 = time.perf_counter()
+        return (t2 - t1) / b, (t3 - t0) / b, out.nfe
+
+    rows = []
+    with torch.no_grad():
+        for b in batches:
+            run(b, "teacher", 2)  # warm-up (each kernel's first call at this shape)
+            run(b, "student", 2)
+            samples = {r: ([], []) for r in runs}
+            nfe = {}
+            for _ in range(repeats):
+                for sampler, n in runs:
+                    s, e, nfe[(sampler, n)] = run(b, sampler, n)
+                    samples[(sampler, n)][0].append(s)
+                    samples[(sampler, n)][1].append(e)
+            base = None
+            for sampler, n in runs:
+                s, e = (statistics.median(x) for x in samples[(sampler, n)])
+                row = {"batch": b, "sampler": sampler, "steps": n, "nfe": nfe[(sampler, n)],
+                       "sampling_seconds_per_video": s, "end_to_end_seconds_per_video": e,
+                       "ms_per_nfe": s / nfe[(sampler, n)] * 1e3}
+                if sampler.startswith("teacher"):
+                    row["cfg_calls"] = "one call of 2B" if cfg_in_one_call(b, device) else "two calls of B"
+                    base = row
+                rows.append(row)
+            for row in rows[-len(runs):]:
+                limit = base["nfe"] / row["nfe"]
+                row["nfe_limit"] = limit
+                row["speedup_vs_teacher"] = base["sampling_seconds_per_video"] / row["sampling_seconds_per_video"]
+                row["fraction_of_nfe_limit"] = row["speedup_vs_teacher"] / limit
+                row["end_to_end_speedup_vs_teacher"] = base["end_to_end_seconds_per_video"] / row["end_to_end_seconds_per_video"]
+                row["end_to_end_fraction_of_nfe_limit"] = row["end_to_end_speedup_vs_teacher"] / limit
+                row["ms_per_nfe_vs_teacher"] = row["ms_per_nfe"] / base["ms_per_nfe"]
+            print(f"  sampling at {b} videos per call done", flush=True)
     return rows
 
 
@@ -115,51 +224,71 @@ def step_cost(teacher, rewards, device, batches=(1, 4, 8), repeats: int = 3) -> 
     from bench.train import TinyWorldBatches, make_distiller
     from t2v_turbo_core.lora import trainable_parameters
 
-    rows = []
-    for variant in ("vcm", "vcm+img+vid"):
+    variants = ("vcm", "vcm+img+vid")
+    setups = {}
+    for variant in variants:
         cfg = dataclasses.replace(load_config("tiny"), variant=variant, rm_vid="viclip")
         torch.manual_seed(0)
         student = teacher.make_student(cfg.lora_settings()).to(device)
         distiller = make_distiller(cfg, teacher, student, rewards["image"] if cfg.uses_image_reward else None,
                                    rewards["viclip"] if cfg.uses_video_reward else None)
         params = list(trainable_parameters(student).values())
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr)
-        data = TinyWorldBatches(teacher, cfg.seed, 0)
+        setups[variant] = (cfg, distiller, params, torch.optim.AdamW(params, lr=cfg.lr), TinyWorldBatches(teacher, cfg.seed, 0))
 
-        def one(step: int, b: int) -> None:
-            latents, prompts = data(step, b, device)
-            out = distiller.step(latents, teacher.text_encoder(prompts), prompts, generator=torch.Generator().manual_seed(step))
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            distiller.update_target()
+    def one(variant: str, step: int, b: int) -> float:
+        cfg, distiller, params, optimizer, data = setups[variant]
+        _sync(device)
+        t0 = time.perf_counter()
+        latents, prompts = data(step, b, device)
+        out = distiller.step(latents, teacher.text_encoder(prompts), prompts, generator=torch.Generator().manual_seed(step))
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        distiller.update_target()
+        _sync(device)
+        return time.perf_counter() - t0
 
-        for b in batches:
-            one(0, b)  # warm-up
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            for r in range(repeats):
-                one(1 + r, b)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            sec = (time.perf_counter() - t0) / repeats
-            rows.append({"variant": variant, "batch": b, "seconds_per_step": sec, "seconds_per_sample": sec / b})
+    rows = []
+    for b in batches:
+        for v in variants:
+            one(v, 0, b)  # warm-up
+        times = {v: [] for v in variants}
+        for r in range(repeats):  # interleaved: the machine's load weighs on both alike
+            for v in variants:
+                times[v].append(one(v, 1 + r, b))
+        for v in variants:
+            sec = statistics.median(times[v])
+            rows.append({"variant": v, "batch": b, "seconds_per_step": sec, "seconds_per_sample": sec / b,
+                         "seconds_per_step_all": times[v]})
+        print(f"  training steps at batch {b} done", flush=True)
     vcm = {r["batch"]: r["seconds_per_step"] for r in rows if r["variant"] == "vcm"}
     for r in rows:
         r["ratio_vs_vcm"] = r["seconds_per_step"] / vcm[r["batch"]]
     return rows
 
 
+SECTIONS = ("sampling", "memory", "train_step")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--zoo", default=None, help="tiny-world zoo (default: the shipped one)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--videos", type=int, default=16, help="batch of prompts for the speed test")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batches", default=",".join(map(str, BATCHES)), help="videos per sampling call, comma-separated")
+    p.add_argument("--repeats", type=int, default=2, help="timed runs of each sampler (median)")
+    p.add_argument("--train-batches", default="1,4,8")
+    p.add_argument("--train-repeats", type=int, default=3)
+    p.add_argument("--sections", default=",".join(SECTIONS), help=f"which of {', '.join(SECTIONS)}")
+    p.add_argument("--load-note", default="", help="what else ran on the machine (recorded in the results)")
     p.add_argument("--out", default="benchmarks/results/speed_memory.json")
     args = p.parse_args(argv)
+    sections = [x for x in args.sections.split(",") if x]
+    bad = sorted(set(sections) - set(SECTIONS))
+    if bad:
+        p.error(f"unknown section(s) {', '.join(bad)} (use {', '.join(SECTIONS)})")
+    batches = tuple(int(x) for x in args.batches.split(","))
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
@@ -167,31 +296,63 @@ def main(argv=None) -> int:
     from bench.tinyworld.suite import tiny_suite
     from bench.tinyworld.zoo import load_tiny_rewards, load_tiny_teacher
 
+    load_before = os.getloadavg()
+    t_start = time.time()
     teacher = load_tiny_teacher(args.zoo, device=device)
     cfg = load_config("tiny")
-    student = teacher.make_student(cfg.lora_settings()).to(device)
     rms = load_tiny_rewards(args.zoo, device=device)
-    prompts = [e.prompt for e in tiny_suite()][: args.videos]
-    with torch.no_grad():
-        speed = sampling_speed(teacher, student, prompts, device)
-    memory = reward_memory(teacher, student, rms["image"], rms["viclip"], prompts[:4], device)
-    steps = step_cost(teacher, rms, device)
-    result = {"device": str(device), "threads": args.threads, "torch": torch.__version__, "speed": speed, "reward_memory": memory,
-              "train_step": steps}
+    suite = [e.prompt for e in tiny_suite()]
+    prompts = (suite * (1 + max(batches) // len(suite)))[: max(batches)]
+    result = {"device": str(device), "threads": args.threads, "torch": torch.__version__}
+    if "sampling" in sections:
+        from t2v_turbo_core.sampling import prepare_for_sampling
+
+        student_lora = teacher.make_student(cfg.lora_settings()).to(device)
+        student = prepare_for_sampling(teacher.make_student(cfg.lora_settings()).to(device))
+        print("per-call profile ...", flush=True)
+        result["call_profile"] = call_profile(teacher, student_lora, student, prompts, device, batches)
+        print("samplers ...", flush=True)
+        result["speed"] = sampling_speed(teacher, student, prompts, device, batches, args.repeats)
+    if "memory" in sections:
+        student = teacher.make_student(cfg.lora_settings()).to(device)
+        result["reward_memory"] = reward_memory(teacher, student, rms["image"], rms["viclip"], prompts[:4], device)
+    if "train_step" in sections:
+        print("training steps ...", flush=True)
+        result["train_step"] = step_cost(teacher, rms, device, tuple(int(x) for x in args.train_batches.split(",")), args.train_repeats)
+    result["load"] = {"loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": os.getloadavg(), "cpus": os.cpu_count(),
+                      "note": args.load_note, "wall_seconds": round(time.time() - t_start, 1)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'sampler':<24}{'steps':>6}{'NFE':>6}{'s/video':>10}{'speedup':>9}")
-    for r in speed:
-        print(f"{r['sampler']:<24}{r['steps']:>6}{r['nfe']:>6}{r['seconds_per_video']:>10.4f}{r['speedup_vs_teacher']:>8.1f}x")
-    print(f"\n{'reward gradient through':<38}{'steps':>6}{'saved MB':>10}{'ratio':>8}")
-    for r in memory:
-        print(f"{r['reward_through']:<38}{r['sampling_steps']:>6}{r['saved_bytes'] / 2**20:>10.1f}{r['ratio_vs_t2v_turbo']:>8.2f}")
-    print(f"\n{'training step':<16}{'batch':>6}{'s/step':>9}{'s/sample':>10}{'vs VCM':>8}")
-    for r in steps:
-        print(f"{r['variant']:<16}{r['batch']:>6}{r['seconds_per_step']:>9.3f}{r['seconds_per_sample']:>10.3f}{r['ratio_vs_vcm']:>7.2f}x")
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, out)
+    print_tables(result)
     print(f"\nwritten to {out}")
     return 0
+
+
+def print_tables(result: dict) -> None:
+    if "call_profile" in result:
+        print(f"\n{'one UNet call':<52}{'videos':>7}{'ms/call':>10}{'ms/NFE/video':>14}")
+        for r in result["call_profile"]:
+            per = "" if r["ms_per_nfe_per_video"] is None else f"{r['ms_per_nfe_per_video']:>14.2f}"
+            print(f"{r['call']:<52}{'' if r['batch'] is None else r['batch']:>7}{r['ms_per_call']:>10.1f}{per}")
+    if "speed" in result:
+        print(f"\n{'sampler':<22}{'videos':>7}{'steps':>6}{'NFE':>5}{'s/video':>9}{'ms/NFE':>8}{'vs T':>6}"
+              f"{'speedup':>9}{'limit':>7}{'frac':>6}{'e2e s/v':>9}{'e2e x':>7}{'frac':>6}")
+        for r in result["speed"]:
+            print(f"{r['sampler']:<22}{r['batch']:>7}{r['steps']:>6}{r['nfe']:>5}{r['sampling_seconds_per_video']:>9.4f}"
+                  f"{r['ms_per_nfe']:>8.2f}{r['ms_per_nfe_vs_teacher']:>6.2f}{r['speedup_vs_teacher']:>8.1f}x{r['nfe_limit']:>6.0f}x"
+                  f"{r['fraction_of_nfe_limit']:>6.2f}{r['end_to_end_seconds_per_video']:>9.4f}{r['end_to_end_speedup_vs_teacher']:>6.1f}x"
+                  f"{r['end_to_end_fraction_of_nfe_limit']:>6.2f}")
+    if "reward_memory" in result:
+        print(f"\n{'reward gradient through':<38}{'steps':>6}{'saved MB':>10}{'ratio':>8}")
+        for r in result["reward_memory"]:
+            print(f"{r['reward_through']:<38}{r['sampling_steps']:>6}{r['saved_bytes'] / 2**20:>10.1f}{r['ratio_vs_t2v_turbo']:>8.2f}")
+    if "train_step" in result:
+        print(f"\n{'training step':<16}{'batch':>6}{'s/step':>9}{'s/sample':>10}{'vs VCM':>8}")
+        for r in result["train_step"]:
+            print(f"{r['variant']:<16}{r['batch']:>6}{r['seconds_per_step']:>9.3f}{r['seconds_per_sample']:>10.3f}{r['ratio_vs_vcm']:>7.2f}x")
 
 
 if __name__ == "__main__":
