@@ -68,7 +68,8 @@ def cached_dtype(*modules: Any) -> Iterator[None]:
     swapped = []
     try:
         for module in modules:
-            module = getattr(module, "module", module)  # DistributedDataParallel
+            if isinstance(module, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+                module = module.module
             cls = type(module)
             if not isinstance(module, torch.nn.Module) or getattr(cls, "_dtype_is_cached", False) \
                     or not isinstance(getattr(cls, "dtype", None), property) or any(m is module for m, _ in swapped):

@@ -1,0 +1,109 @@
+"""One training step of this checkout's distiller against another commit's, side by side.
+
+Loads `t2v_turbo_core/distillation.py` of a baseline source tree (e.g. `git worktree add
+/tmp/base <commit>`) next to this one's, builds both distillers for the same tiny-world
+student recipe, and times whole `bench train` steps (batch, text encoding, step, backward,
+optimizer, target update) interleaved, old, new, old, new, so that the machine's load weighs
+on both alike. The two students start equal and see the same batches and seeds, so their
+losses must agree exactly; the script checks that and reports the speed ratio.
+
+    .venv/bin/python benchmarks/train_step_ab.py --old-src /tmp/base [--batch 8] [--repeats 4]
+        [--out benchmarks/results/train_step_ab.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def _load_old_distillation(src: Path):
+    path = src / "t2v_turbo_core" / "distillation.py"
+    if not path.is_file():
+        raise SystemExit(f"--old-src: no {path}")
+    spec = importlib.util.spec_from_file_location("baseline_distillation", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--old-src", required=True, type=Path, help="source tree of the baseline commit")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=4)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--variants", default="vcm,vcm+img+vid")
+    p.add_argument("--out", default="benchmarks/results/train_step_ab.json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from bench.config import load_config
+    from bench.train import TinyWorldBatches
+    from bench.tinyworld.zoo import load_tiny_rewards, load_tiny_teacher
+    import t2v_turbo_core.distillation as new_distillation
+    from t2v_turbo_core.lora import trainable_parameters
+
+    old_distillation = _load_old_distillation(args.old_src)
+    teacher, rms = load_tiny_teacher(), load_tiny_rewards()
+    load_before = os.getloadavg()
+    rows = []
+    for variant in args.variants.split(","):
+        cfg = dataclasses.replace(load_config("tiny"), variant=variant, rm_vid="viclip")
+        sides = {}
+        for name, module in (("old", old_distillation), ("new", new_distillation)):
+            torch.manual_seed(0)
+            student = teacher.make_student(cfg.lora_settings())
+            distiller = module.ConsistencyDistiller(
+                student, teacher.schedule, teacher.text_encoder([""]), cfg.distillation_config(), vae=teacher.vae,
+                image_reward=rms["image"] if cfg.uses_image_reward else None,
+                video_reward=rms["viclip"] if cfg.uses_video_reward else None, unet_kwargs=teacher.unet_kwargs)
+            params = list(trainable_parameters(student).values())
+            sides[name] = (distiller, params, torch.optim.AdamW(params, lr=cfg.lr), [], [])
+        data = TinyWorldBatches(teacher, cfg.seed, 0)
+        for step in range(args.repeats + 1):  # step 0: warm-up
+            for name in ("old", "new"):
+                distiller, params, optimizer, times, losses = sides[name]
+                # The student trains in train mode: the UNet's dropout draws from the global RNG.
+                torch.manual_seed(1000 + step)
+                t0 = time.perf_counter()
+                latents, prompts = data(step, args.batch, "cpu")
+                out = distiller.step(latents, teacher.text_encoder(prompts), prompts, generator=torch.Generator().manual_seed(step))
+                out.loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                distiller.update_target()
+                if step:
+                    times.append(time.perf_counter() - t0)
+                losses.append(float(out.loss.detach()))
+        old, new = sides["old"], sides["new"]
+        row = {"variant": variant, "batch": args.batch, "old_seconds_per_step": statistics.median(old[3]),
+               "new_seconds_per_step": statistics.median(new[3]), "old_all": old[3], "new_all": new[3],
+               "losses_identical": old[4] == new[4], "losses": new[4]}
+        row["speedup"] = row["old_seconds_per_step"] / row["new_seconds_per_step"]
+        rows.append(row)
+        print(f"{variant:<14} batch {args.batch}: old {row['old_seconds_per_step']:.3f} s, new {row['new_seconds_per_step']:.3f} s, "
+              f"{row['speedup']:.3f}x, losses identical: {row['losses_identical']}", flush=True)
+    result = {"old_src": str(args.old_src), "threads": args.threads, "torch": torch.__version__, "rows": rows,
+              "load": {"loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": os.getloadavg()}}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, out)
+    return 0 if all(r["losses_identical"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
