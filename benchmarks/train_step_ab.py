@@ -40,6 +40,7 @@ def _load_old_distillation(src: Path):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--old-src", required=True, type=Path, help="source tree of the baseline commit")
+    p.add_argument("--old-label", default="", help="what the baseline is (e.g. its commit), recorded in the results")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--repeats", type=int, default=4)
     p.add_argument("--threads", type=int, default=1)
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
         rows.append(row)
         print(f"{variant:<14} batch {args.batch}: old {row['old_seconds_per_step']:.3f} s, new {row['new_seconds_per_step']:.3f} s, "
               f"{row['speedup']:.3f}x, losses identical: {row['losses_identical']}", flush=True)
-    result = {"old_src": str(args.old_src), "threads": args.threads, "torch": torch.__version__, "rows": rows,
+    result = {"old_src": str(args.old_src), "old_label": args.old_label, "threads": args.threads, "torch": torch.__version__, "rows": rows,
               "load": {"loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": os.getloadavg()}}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
