@@ -204,7 +204,8 @@ class ConsistencyDistiller:
             raise ValueError("the student has no trainable parameters (add LoRA / the w projection first)")
         self.ema = EMATarget(params, config.ema_decay) if config.target == "ema" else None
         # Module lists walked at every step (eval mode for the target, the adapters to disable),
-        # made once per student / teacher object (`bench train` swaps in a DDP-wrapped student).
+        # made once per student / teacher object (`bench train` swaps in a DDP-wrapped student);
+        # the module tree is fixed while it trains (LoRA is merged only after training).
         self._module_lists: tuple[tuple[int, int], list[nn.Module], list[nn.Module]] | None = None
 
     def _lists(self) -> tuple[list[nn.Module], list[nn.Module]]:
