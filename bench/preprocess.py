@@ -204,8 +204,6 @@ def preprocess(cfg: Any, out: str | Path | None = None, shard: tuple[int, int] =
             motion_records += int(motion)
             if task is not None:
                 progress.update(task, info=f"video {v + 1}/{n}, {motion_records} with motion scores")
-        if not records:
-            raise V2Error(f"shard {s}: none of videos {s * per}..{min((s + 1) * per, n) - 1} could be used", code=1)
         write_shard(shard_path(cache, s), records, captions, shorts, ids, settings.record_dtype)
         built += 1
         if task is not None:
@@ -214,7 +212,11 @@ def preprocess(cfg: Any, out: str | Path | None = None, shard: tuple[int, int] =
     if complete:
         record = read_manifest(cache)
         if record.get("status") != "complete":
-            record.update({"status": "complete", "completed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            from bench.v2 import shard_videos
+
+            kept = [v for s in range(total_shards) for v in shard_videos(shard_path(cache, s))]
+            record.update({"status": "complete", "completed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                           "records": len(kept), "skipped_videos": sorted(set(range(n)) - set(kept))})
             write_json_atomic(cache / CACHE_MANIFEST, record)
     return {"cache": str(cache), "shards_built": built, "shards_mine": len(mine), "shards_total": total_shards,
             "complete": complete, "motion_records": motion_records, "skipped_videos": skipped + len(getattr(videos, "skipped", {})),

@@ -243,8 +243,16 @@ def write_shard(path: Path, records: Sequence[Any], captions: Sequence[str], sho
 
     from t2v_turbo_core.teacher_cache import collate
 
-    batch = collate(records)
     store = getattr(torch, dtype)
+    if not records:  # every video of the shard was unusable: a shard of none, so the build moves on
+        tensors = {}
+        meta = {"captions": "[]", "short_captions": "[]", "videos": "[]"}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        save_file({}, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+        return
+    batch = collate(records)
     tensors = {
         "index": batch.index.to(torch.int64),
         "noisy_latent": batch.noisy_latent.to(store),
@@ -278,11 +286,16 @@ def read_shard(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, list]]:
 
 
 def _shard_rows(path: Path) -> int:
+    return len(shard_videos(path))
+
+
+def shard_videos(path: Path) -> list[int]:
+    """The video numbers a shard holds records of (its header only)."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), "pt") as f:
-            return len(json.loads((f.metadata() or {})["videos"]))
+            return [int(v) for v in json.loads((f.metadata() or {})["videos"])]
     except (KeyError, ValueError, OSError) as err:
         raise V2Error(f"teacher cache shard {path} is damaged ({err}); rerun `bench preprocess` to rebuild it") from None
 
@@ -310,6 +323,8 @@ class CacheBatches:
         # (shard, row) of every record: a shard holds fewer rows where videos could not be used.
         self.entries = [(s, r) for s in range(num_shards(n, self.per_shard)) for r in range(_shard_rows(shard_path(self.cache, s)))]
         self.num_videos, self.seed, self.rank, self.world = len(self.entries), cfg.seed, rank, world
+        if not self.entries:
+            raise V2Error(f"teacher cache {self.cache} holds no records (no video could be used)")
         self.keep_shards = keep_shards
         self._shards: dict[int, tuple[dict, dict]] = {}
         self.decouple = settings.decouple_rewards
