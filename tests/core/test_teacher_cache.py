@@ -175,3 +175,33 @@ def test_zero_motion_score_is_v1_cd_and_an_active_score_changes_the_loss():
         gen.set_state(state)
         b = cached.step_from_records(collate([plain]), generator=gen).loss
         assert (not torch.allclose(a, b, rtol=1e-4)) if active else torch.equal(a, b)
+
+
+def test_data_decoupling_scores_only_the_short_captions():
+    from t2v_turbo_core.models import VideoVAE
+    from t2v_turbo_core.teacher_cache import CachedConsistencyDistiller
+
+    from .conftest import make_tiny_vae
+
+    seen: list[list[str]] = []
+
+    def image_reward(images, prompts):  # differentiable, and records what it was asked to score
+        seen.append(list(prompts))
+        return images.mean(dim=(1, 2, 3))
+
+    online, teacher, uncond = _distiller("online")
+    config = DistillationConfig(skip=5, beta_img=1.0, beta_vid=0.0, target="online", image_reward_frames=2)
+    cached = CachedConsistencyDistiller(online.student.eval(), SCHEDULE, config, vae=VideoVAE(make_tiny_vae(0), 0.18215),
+                                        image_reward=image_reward)
+    g = torch.Generator().manual_seed(0)
+    latents, text = torch.randn(3, *SHAPE, generator=g), torch.randn(3, 5, TEXT_DIM, generator=g)
+    batch = collate([precompute_teacher_target(teacher, SCHEDULE, latents[i], text[i], uncond, torch.Generator().manual_seed(i),
+                                               skip=5) for i in range(3)])
+    long = ["long a", "long b", "long c"]
+    out = cached.step_from_records(batch, long, torch.Generator().manual_seed(1), reward_prompts=["", "short b", "short c"])
+    assert set(seen[-1]) == {"short b", "short c"} and out.image_reward is not None
+    out.loss.backward()
+    cached.step_from_records(batch, long, torch.Generator().manual_seed(1), reward_prompts=["", "", ""])
+    assert set(seen[-1]) == set(long)  # no short caption in the batch: the long ones
+    cached.step_from_records(batch, long, torch.Generator().manual_seed(1))
+    assert set(seen[-1]) == set(long)  # decoupling off
