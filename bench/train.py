@@ -337,6 +337,7 @@ def train(
     if cfg.grad_checkpointing:
         enable_student_checkpointing(student)
     image_rm, video_rm = load_rewards(cfg, accelerator.device)
+    image_rm = v2.image_reward(cfg, image_rm, accelerator.device)  # v2: HPSv2.1 + CLIP-H when v2.clip_h_weight > 0
     # The data source too: a wrong caption file must not leave a run directory behind either.
     if v2.enabled(cfg):  # v2 trains from the teacher cache that `bench preprocess` built
         data = v2.CacheBatches(cfg, v2.V2Settings.from_config(cfg), rank, world)

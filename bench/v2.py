@@ -15,6 +15,9 @@ the released code's value first where it has one (docs/method-v2.md has the tabl
   motion_cond         true (released --use_motion_cond): the student also takes m as input
   motion_cond_init    identity (ours: starts as v1's function) | released (nn.Linear's random init)
   decouple_rewards    true (released): rewards only on videos with a short caption, scored against it
+  clip_h_weight       1.0 (released --reward_weights (1, 1)): R_img = hpsv21_weight HPSv2.1 + clip_h_weight
+                      CLIP-H (`weights.clip_h=open_clip_pytorch_model.bin`); 0 = the image reward alone
+  hpsv21_weight       1.0 (released)
   sample_steps        16 (released predict.py), on the origin grid of the run's N (200 for k = 5)
   inference_motion_gs 0.05 and inference_percentage 0.5 (predict.py): m at t >= T (1 - percentage)
 """
@@ -61,6 +64,8 @@ class V2Settings:
     motion_cond: bool = True
     motion_cond_init: str = "identity"
     decouple_rewards: bool = True
+    clip_h_weight: float = 0.0
+    hpsv21_weight: float = 1.0
     sample_steps: int = 16
     inference_motion_gs: float = 0.05
     inference_percentage: float = 0.5
@@ -82,7 +87,7 @@ class V2Settings:
         for name in ("videos", "records_per_shard", "sample_steps"):
             if getattr(self, name) < 1:
                 errors.append(f"v2.{name}={getattr(self, name)} must be >= 1")
-        for name in ("motion_gs", "inference_motion_gs"):
+        for name in ("motion_gs", "inference_motion_gs", "clip_h_weight", "hpsv21_weight"):
             if not 0 <= getattr(self, name) < float("inf"):
                 errors.append(f"v2.{name}={getattr(self, name)} must be a finite number >= 0")
         for name in ("tau", "inference_percentage"):
@@ -96,6 +101,10 @@ class V2Settings:
             errors.append(f"v2.sample_steps={self.sample_steps} exceeds the {grid} points of the origin grid (1000 // skip)")
         if self.motion_cond and getattr(cfg, "w_proj_init", "zero") == "released":
             errors.append("v2.motion_cond=true needs the w projection trained in full (w_proj_init=zero)")
+        if self.clip_h_weight > 0 and getattr(cfg, "teacher", None) == "tiny":
+            errors.append("v2.clip_h_weight > 0: the tiny zoo has no CLIP-H (use 0 in the tiny world)")
+        if self.clip_h_weight > 0 and getattr(cfg, "rm_img", "hpsv21") != "hpsv21":
+            errors.append(f"v2.clip_h_weight > 0 mixes CLIP-H with HPSv2.1 (rm_img=hpsv21), not {getattr(cfg, 'rm_img', None)}")
         if errors:
             raise V2Error("invalid v2 config: " + "; ".join(errors))
 
@@ -365,6 +374,31 @@ class CacheBatches:
 
 
 # --- training -------------------------------------------------------------------------------
+
+CLIP_H_ENV = "CLIP_H_CKPT"
+CLIP_H_DEFAULT = Path("~/.cache/t2v_turbo/CLIP-ViT-H-14-laion2B-s32B-b79K/open_clip_pytorch_model.bin")
+
+
+def image_reward(cfg: Any, image_rm: Any, device: Any) -> Any:
+    """The v2 image reward: HPSv2.1 alone, or the released mix a HPSv2.1 + b CLIP-H (v2.clip_h_weight > 0)."""
+    if not enabled(cfg) or image_rm is None:
+        return image_rm
+    s = V2Settings.from_config(cfg)
+    if s.clip_h_weight <= 0:
+        return image_rm
+    from bench.components import architectures
+    from t2v_turbo_core.clip_h import WeightedImageReward, load_clip_h
+
+    where = cfg.weights.get("clip_h") or os.environ.get(CLIP_H_ENV) or str(CLIP_H_DEFAULT)
+    path = Path(str(where)).expanduser()
+    if not path.is_file():
+        raise V2Error(f"CLIP-H weights not found: {path} (looked at weights.clip_h, ${CLIP_H_ENV}, then {CLIP_H_DEFAULT}); "
+                      "get open_clip_pytorch_model.bin from laion/CLIP-ViT-H-14-laion2B-s32B-b79K, or set v2.clip_h_weight=0")
+    try:
+        clip = load_clip_h(path, device=device, model_cfg=architectures(cfg).get("hpsv21"))
+    except ValueError as err:
+        raise V2Error(str(err)) from None
+    return WeightedImageReward([image_rm, clip], [s.hpsv21_weight, s.clip_h_weight])
 
 
 def make_cache_distiller(cfg: Any, teacher: Any, student: torch.nn.Module, image_rm: Any, video_rm: Any):
