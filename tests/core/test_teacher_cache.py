@@ -148,8 +148,8 @@ def test_cache_step_loss_equals_the_online_step_loss(target, motion_cond):
         out = cached.step_from_records(collate([rec]), generator=gen)
         assert torch.equal(out.start_timesteps, live.start_timesteps) and torch.equal(out.guidance_scale, live.guidance_scale)
         torch.testing.assert_close(out.model_pred, live.model_pred, rtol=0, atol=1e-6)
-        # fp32 rounding only (cond/uncond batched vs apart); a Huber loss of ~1e-2..1.
-        torch.testing.assert_close(out.loss, live.loss, rtol=1e-5, atol=1e-7)
+        # fp32 rounding only (cond/uncond batched vs apart): measured <= 1.5e-5 relative over 40 draws.
+        torch.testing.assert_close(out.loss, live.loss, rtol=5e-5, atol=1e-7)
         out.loss.backward()  # the cache step's loss trains the student
 
 
@@ -165,7 +165,7 @@ def test_zero_motion_score_is_v1_cd_and_an_active_score_changes_the_loss():
     state = gen.get_state()
     zero = dataclasses.replace(rec, motion_score=torch.zeros_like(rec.noisy_latent))  # a motion video, zero gradient
     out = cached.step_from_records(collate([zero]), generator=gen)
-    torch.testing.assert_close(out.loss, live.loss, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(out.loss, live.loss, rtol=5e-5, atol=1e-7)
     score = torch.randn(rec.noisy_latent.shape, generator=torch.Generator().manual_seed(5))
     for index, active in ((150, True), (40, False)):
         moved = dataclasses.replace(rec, index=index, motion_score=score)
