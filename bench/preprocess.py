@@ -237,7 +237,7 @@ def register(app: typer.Typer) -> None:
         Examples:
           bench preprocess --config tiny_v2 --out caches/tiny_v2
           bench preprocess --config tiny_v2 --shard 1/4 v2.videos=256
-          bench preprocess --config vc2_v2 data.annotations=webvid.csv weights.vc2=model.ckpt
+          bench preprocess --config vc2_v2 data.annotations=webvid.csv weights.videocrafter2=model.ckpt weights.clip_h=open_clip_pytorch_model.bin
         """
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
