@@ -51,6 +51,7 @@ def _register_verbs() -> None:
 # Verb modules, in the order the paper's pipeline runs them.
 VERB_MODULES: list[str] = [
     "bench.zoo",
+    "bench.preprocess",
     "bench.train",
     "bench.generate",
     "bench.score",

@@ -82,6 +82,8 @@ class TrainConfig:
     # data and weights for real teachers (paths; the tiny world needs none)
     data: dict[str, Any] = field(default_factory=dict)
     weights: dict[str, Any] = field(default_factory=dict)
+    # T2V-Turbo-v2: training from a precomputed teacher cache (keys: bench/v2.py); empty for v1
+    v2: dict[str, Any] = field(default_factory=dict)
 
     # --- derived ---------------------------------------------------------------------------
     @property
@@ -126,6 +128,7 @@ class TrainConfig:
             "w_proj_init": self.w_proj_init,
             "grad_checkpointing": self.grad_checkpointing,
             "optimizer": self.optimizer,
+            **({"v2": _v2_recipe(self)} if self.v2 else {}),
         }
 
     def validate(self) -> None:
@@ -169,12 +172,25 @@ class TrainConfig:
             allowed = {"viclip": (8,), "internvid2": (4, 8)}.get(self.rm_vid, ())
             if self.video_reward_frames not in allowed:
                 errors.append(f"video_reward_frames={self.video_reward_frames}: {self.rm_vid} takes {' or '.join(map(str, allowed))} frames")
+        if self.v2:
+            from bench.v2 import V2Error, V2Settings
+
+            try:
+                V2Settings.from_config(self)
+            except V2Error as err:
+                errors.append(str(err))
         if errors:
             raise ConfigError("invalid config: " + "; ".join(errors))
         try:
             self.distillation_config().validate()
         except ValueError as err:
             raise ConfigError(str(err)) from err
+
+
+def _v2_recipe(cfg: "TrainConfig") -> dict[str, Any]:
+    from bench.v2 import recipe
+
+    return recipe(cfg)
 
 
 # Ranges of the numeric keys (lo, hi, lo_open, hi_open); None: unbounded on that side.
@@ -258,7 +274,7 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
         key = key.strip().replace("-", "_")
         if "." in key:
             top, sub = key.split(".", 1)
-            if top not in ("data", "weights"):
+            if top not in ("data", "weights", "v2"):
                 raise ConfigError(f"unknown config key {key!r}")
             nested = dict(updates.get(top, getattr(cfg, top)))
             nested[sub] = value

@@ -790,7 +790,7 @@ def _distributed_shard(device: str | None) -> tuple[Any, tuple[int, int]] | None
 def generate_command(
     run: Optional[Path] = typer.Option(None, "--run", help="Run directory (runs/<run>/) whose student (or teacher) generates."),
     suite: Optional[str] = typer.Option(None, "--suite", help="Prompt suite: vbench (VBench_full_info.json, 944 prompts) or tiny (61 prompts)."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (default 4 for the student, 50 for --teacher)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (default 4 for the student, a v2 run's v2.sample_steps (16), 50 for --teacher)."),
     teacher: bool = typer.Option(False, "--teacher", help="Teacher baseline: DDIM with classifier-free guidance instead of the student."),
     config: Optional[str] = typer.Option(None, "--config", help="With --teacher and no --run: the teacher's config (tiny, ms, vc2 or a YAML path)."),
     guidance_scale: Optional[float] = typer.Option(None, "--guidance-scale", help="Student: embedded w (default 7.5). Teacher: CFG scale (default: the teacher's own, 7.5 tiny/VC2, 9.0 MS)."),
@@ -873,6 +873,7 @@ def generate_command(
         native = teacher and teacher_protocol == "native"
         if native and timestep_spacing is not None:
             fail("--timestep-spacing does not apply to --teacher-protocol native (the teacher's own grid is used)")
+        steps_given = steps is not None
         steps = steps if steps is not None else (DEFAULT_TEACHER_STEPS if teacher else DEFAULT_STUDENT_STEPS)
         if native:
             if not 1 <= steps <= NUM_TRAIN_TIMESTEPS:
@@ -901,6 +902,11 @@ def generate_command(
                 from bench.runs import run_config
 
                 origin_steps = default_origin_steps(run_config(run).skip)
+            if not teacher and not steps_given:
+                from bench.runs import run_config
+                from bench.v2 import default_sample_steps
+
+                steps = default_sample_steps(run_config(run), steps)  # a v2 student: 16
             if not teacher:
                 planned_timesteps(sampler, steps, timestep_spacing or DEFAULT_SPACING[sampler], origin_steps)  # steps, spacing
             model_label = str(run.resolve()) if not teacher else f"{run.resolve()} (teacher)"
@@ -958,7 +964,10 @@ def generate_command(
             else:
                 from bench.runs import load_run_student
 
-                bundle, unet, _ = load_run_student(run, device=device)
+                from bench.v2 import generation_record, sampling_student
+
+                bundle, unet, run_cfg = load_run_student(run, device=device)
+                unet, v2_record = sampling_student(run_cfg, unet), generation_record(run_cfg, steps, origin_steps, timestep_spacing or DEFAULT_SPACING[sampler])
         except (RunError, FileNotFoundError, ValueError) as err:
             fail(f"cannot load the model: {err}")
         except ImportError as err:
@@ -982,7 +991,8 @@ def generate_command(
                 videos_per_prompt=videos_per_prompt, seed=seed, batch_size=batch_size, shard=shard,
                 progress=on_progress, model_label=model_label, spacing=timestep_spacing,
                 flicker_oversample=flicker_oversample, suite_source=source, batch_invariant=batch_invariant,
-                record={"suite": suite_name, "run": str(run) if run else None, "dimensions": dimension or None, "limit": limit},
+                record={"suite": suite_name, "run": str(run) if run else None, "dimensions": dimension or None, "limit": limit,
+                        **(v2_record if not teacher else {})},
                 teacher_protocol=teacher_protocol, origin_steps=origin_steps,
             )
         console.print(

@@ -327,6 +327,9 @@ def train(
     # Components first: a missing weight file must not leave a half-made run directory behind.
     teacher = load_teacher(cfg, device=accelerator.device)
     student = teacher.make_student(cfg.lora_settings()).to(accelerator.device)
+    from bench import v2
+
+    v2.prepare_student(cfg, student)  # T2V-Turbo-v2: the motion-condition input (no-op for v1)
     # Trainable weights stay fp32 whatever the teacher's dtype (bf16 only through autocast).
     for p in student.parameters():
         if p.requires_grad and p.dtype != torch.float32:
@@ -334,8 +337,12 @@ def train(
     if cfg.grad_checkpointing:
         enable_student_checkpointing(student)
     image_rm, video_rm = load_rewards(cfg, accelerator.device)
+    image_rm = v2.image_reward(cfg, image_rm, accelerator.device)  # v2: HPSv2.1 + CLIP-H when v2.clip_h_weight > 0
     # The data source too: a wrong caption file must not leave a run directory behind either.
-    data = TinyWorldBatches(teacher, cfg.seed, rank) if cfg.teacher == "tiny" else VideoFileBatches(teacher, cfg, cfg.seed, rank, world)
+    if v2.enabled(cfg):  # v2 trains from the teacher cache that `bench preprocess` built
+        data = v2.CacheBatches(cfg, v2.V2Settings.from_config(cfg), rank, world)
+    else:
+        data = TinyWorldBatches(teacher, cfg.seed, rank) if cfg.teacher == "tiny" else VideoFileBatches(teacher, cfg, cfg.seed, rank, world)
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         if not run_json.is_file():
@@ -343,7 +350,7 @@ def train(
                                                    {"status": "running", "processes": world, "recipe": cfg.recipe()}))
     accelerator.wait_for_everyone()
 
-    distiller = make_distiller(cfg, teacher, student, image_rm, video_rm)
+    distiller = (v2.make_cache_distiller if v2.enabled(cfg) else make_distiller)(cfg, teacher, student, image_rm, video_rm)
     params = list(trainable_parameters(student).values())
     optimizer = make_optimizer(cfg, params)
     # DDP wraps the student; the distiller keeps calling the wrapped module.
@@ -372,7 +379,7 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = lr
         latents, prompts = data(step, cfg.batch_size, accelerator.device)
-        text = teacher.text_encoder(prompts)
+        text = None if v2.enabled(cfg) else teacher.text_encoder(prompts)  # v2: the cache holds the embeddings
         gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step * 1_009 + rank) % (2**31))
         out = distiller.step(latents, text, prompts, generator=gen)
         # One gather per step for both: is every process's loss finite, how many videos were skipped.

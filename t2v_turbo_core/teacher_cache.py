@@ -17,7 +17,9 @@ from typing import Any, Sequence
 
 import torch
 
-from t2v_turbo_core.distillation import _eval_mode
+from torch import nn
+
+from t2v_turbo_core.distillation import ConsistencyDistiller, _eval_mode
 from t2v_turbo_core.inversion import ddim_invert
 from t2v_turbo_core.models import predict_noise
 from t2v_turbo_core.motion_guidance import apply_motion_guidance, motion_score
@@ -151,12 +153,14 @@ def consistency_target_from_records(
     motion_gs: float = 0.0,
     tau: float = 0.5,
     coefficient: str = "released",
+    timestep_cond: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The distillation target f_{theta^-}(z_hat_{t_n}, w, c, t_n) from stored teacher eps.
 
     The same computation as `ConsistencyDistiller`'s live-teacher target (theta^- in eval
     mode, under no_grad, EMA swapped in if the distiller has one), with the teacher forward
-    replaced by the record. Returns [B, C, F, h, w].
+    replaced by the record. `timestep_cond` replaces emb(w) as the student's condition (a v2
+    student with a motion input: concat[emb(w), emb(m)]). Returns [B, C, F, h, w].
     """
     cfg, schedule = distiller.config, distiller.schedule
     z_start = batch.noisy_latent
@@ -166,6 +170,8 @@ def consistency_target_from_records(
     t_end = (t_start - cfg.skip).clamp(min=0)
     w = w.to(device)
     w_emb = guidance_scale_embedding(w, cfg.guidance_embedding_dim).to(device=device, dtype=dtype)
+    if timestep_cond is not None:
+        w_emb = timestep_cond.to(device=device, dtype=dtype)
     text = batch.prompt_embedding.to(device)
     with torch.no_grad(), distiller._autocast(device), _eval_mode(distiller.student):
         z_end = teacher_ode_step(
@@ -179,3 +185,116 @@ def consistency_target_from_records(
         c_skip, c_out = boundary_scalings(t_end, cfg.sigma_data, cfg.timestep_scaling)
         shape = (b, *([1] * (nd - 1)))
         return c_skip.reshape(shape).to(dtype) * z_end + c_out.reshape(shape).to(dtype) * x0_target
+
+
+class CachedConsistencyDistiller(ConsistencyDistiller):
+    """T2V-Turbo-v2's training step: Algorithm 1 with the teacher forward read from records.
+
+    Per step: w ~ U[w_min, w_max] (drawn first from the step's generator, after the released
+    weighting's terms draw), LCM-form CFG on the stored eps, motion guidance
+    eps -= motion_gs c(t) score where the record is a motion video and its index >= (1 - tau) N,
+    one DDIM step, theta^- (EMA or online) there; the online prediction f_theta at the stored
+    z_{t_{n+k}}; the same distance and reward terms as `ConsistencyDistiller.step`.
+
+    A student with the v2 motion input (`motion_condition.add_motion_condition`) gets m (motion_gs
+    where the guidance term is active, else 0) in both the online prediction and the target, as
+    the released script does; a student without one is trained on the guided target alone.
+
+    Data decoupling (`reward_prompts`, one per video, "" where a video has none): the rewards
+    are computed only on the videos that have a short caption and are scored against it; the
+    consistency term always uses the stored (long-caption) embedding. A batch without any
+    short caption gets its rewards on the long captions (`prompts`).
+    """
+
+    def __init__(self, student: nn.Module, schedule: NoiseSchedule, config: Any, vae: Any = None, image_reward: Any = None,
+                 video_reward: Any = None, unet_kwargs: dict[str, Any] | None = None, motion_gs: float = 0.05, tau: float = 0.5,
+                 coefficient: str = "released", teacher: nn.Module | None = None):
+        # No unconditional embedding is needed: the stored uncond eps replaces the teacher call.
+        super().__init__(student, schedule, torch.zeros(()), config, teacher=teacher, vae=vae, image_reward=image_reward,
+                         video_reward=video_reward, unet_kwargs=unet_kwargs)
+        if not 0.0 <= tau <= 1.0:
+            raise ValueError(f"tau (the guided fraction of the grid) must be in [0, 1], got {tau}")
+        if motion_gs < 0:
+            raise ValueError(f"motion_gs must be >= 0, got {motion_gs}")
+        self.motion_gs, self.tau, self.coefficient = float(motion_gs), float(tau), coefficient
+        from t2v_turbo_core.motion_condition import has_motion_condition
+
+        self.motion_cond = has_motion_condition(student)
+
+    def student_condition(self, batch: TeacherTargetBatch, w: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """emb(w), or concat[emb(w), emb(m)] for a student with the motion input."""
+        from t2v_turbo_core.motion_condition import motion_cond_values, with_motion_cond
+
+        dim = self.config.guidance_embedding_dim
+        w_emb = guidance_scale_embedding(w, dim).to(device=device, dtype=dtype)
+        if not self.motion_cond:
+            return w_emb
+        m = motion_cond_values(batch.index, batch.use_motion_guide, self.motion_gs, len(self.grid), self.tau)
+        return with_motion_cond(w_emb, m, dim)
+
+    def step_from_records(
+        self,
+        batch: TeacherTargetBatch,
+        prompts: Sequence[str] | None = None,
+        generator: torch.Generator | None = None,
+        reward_prompts: Sequence[str] | None = None,
+    ) -> Any:
+        from t2v_turbo_core.distillation import DistillationOutput
+        from t2v_turbo_core.losses import distance
+        from t2v_turbo_core.rewards import mixed_reward_loss
+
+        cfg, schedule = self.config, self.schedule
+        z_start = batch.noisy_latent.detach()
+        b, device, dtype, nd = z_start.shape[0], z_start.device, z_start.dtype, z_start.ndim
+        terms = self.draw_terms(generator)
+        image_reward = self.image_reward if terms != "vid" else None
+        video_reward = self.video_reward if terms != "cd_img" else None
+        w = (torch.rand((b,), generator=generator) * (cfg.w_max - cfg.w_min) + cfg.w_min).to(device)
+        cond = self.student_condition(batch, w, device, dtype)
+        t_start = self.grid[batch.index].to(device)
+        text = batch.prompt_embedding.to(device).detach()
+
+        # The target first: the EMA swap writes into the student's parameters (see the parent).
+        target = None
+        if terms != "vid":
+            target = consistency_target_from_records(self, batch, w, self.motion_gs, self.tau, self.coefficient, timestep_cond=cond)
+        with self._autocast(device):
+            eps = predict_noise(self.student, z_start, t_start, text, cond, **self.unet_kwargs)
+        x0 = schedule.pred_original_sample(eps.float(), t_start, z_start)
+        c_skip, c_out = boundary_scalings(t_start, cfg.sigma_data, cfg.timestep_scaling)
+        shape = (b, *([1] * (nd - 1)))
+        model_pred = c_skip.reshape(shape).to(dtype) * z_start + c_out.reshape(shape).to(dtype) * x0
+
+        if target is not None:
+            loss_cd = distance(model_pred, target, cfg.loss_type, cfg.huber_c)
+            loss = loss_cd
+        else:
+            loss = model_pred.new_zeros(())
+            loss_cd = torch.full((), float("nan"))
+        image_score = video_score = None
+        loss_reward = loss.new_zeros(())
+        if image_reward is not None or video_reward is not None:
+            if prompts is None or len(prompts) != b:
+                raise ValueError("reward feedback needs one prompt per video")
+            chosen, texts = list(range(b)), list(prompts)
+            if reward_prompts is not None:
+                if len(reward_prompts) != b:
+                    raise ValueError("reward_prompts needs one (possibly empty) short caption per video")
+                short = [i for i, p in enumerate(reward_prompts) if p]
+                if short:
+                    chosen, texts = short, [reward_prompts[i] for i in short]
+            with self._autocast(device):
+                reward_terms = mixed_reward_loss(
+                    model_pred[chosen].to(dtype), texts, self.vae, image_reward=image_reward, video_reward=video_reward,
+                    beta_img=cfg.beta_img, beta_vid=cfg.beta_vid, image_frames=cfg.image_reward_frames,
+                    video_frames=cfg.video_reward_frames, generator=generator,
+                )
+            loss_reward = reward_terms.loss.float()
+            loss = loss + loss_reward
+            image_score, video_score = reward_terms.image_reward, reward_terms.video_reward
+        return DistillationOutput(
+            loss=loss, loss_cd=loss_cd.detach(), loss_reward=loss_reward.detach(),
+            image_reward=None if image_score is None else image_score.detach(),
+            video_reward=None if video_score is None else video_score.detach(),
+            start_timesteps=t_start.detach(), guidance_scale=w.detach(), model_pred=model_pred.detach(), terms=terms,
+        )

@@ -1,6 +1,8 @@
 """Precomputed teacher targets (v2): a record turned into the distillation target equals the
 live teacher's target on the same draws; motion guidance enters the ODE step as its formula."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -113,3 +115,93 @@ def test_motion_record_has_a_score_and_a_record_index_range():
     torch.testing.assert_close(rec.eps_cond, plain, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="index_range"):
         precompute_teacher_target(teacher, SCHEDULE, latent, text, uncond, index_range=(150, 250))
+
+
+# --- training from the cache (CachedConsistencyDistiller) ------------------------------------
+
+
+def _cd_pair(target, motion_cond=None):
+    from t2v_turbo_core.motion_condition import add_motion_condition
+    from t2v_turbo_core.teacher_cache import CachedConsistencyDistiller
+
+    online, teacher, uncond = _distiller(target)
+    student = online.student.eval()  # no dropout in the online prediction: the draws are the generator's
+    if motion_cond:
+        add_motion_condition(student, init=motion_cond)
+        online = ConsistencyDistiller(student, SCHEDULE, uncond, online.config)
+    cached = CachedConsistencyDistiller(student, SCHEDULE, online.config, motion_gs=0.05)
+    return online, cached, teacher, uncond
+
+
+@pytest.mark.parametrize("target,motion_cond", [("online", None), ("ema", None), ("online", "identity")])
+def test_cache_step_loss_equals_the_online_step_loss(target, motion_cond):
+    online, cached, teacher, uncond = _cd_pair(target, motion_cond)
+    g = torch.Generator().manual_seed(0)
+    latents = torch.randn(1, *SHAPE, generator=g)
+    text = torch.randn(1, 5, TEXT_DIM, generator=g)
+    for seed in (11, 12, 13):
+        # The online step draws (index, noise, w) from its generator; the record draws
+        # (index, noise) from the same seed and the cache step then draws w.
+        live = online.step(latents, text, generator=torch.Generator().manual_seed(seed))
+        gen = torch.Generator().manual_seed(seed)
+        rec = precompute_teacher_target(teacher, SCHEDULE, latents[0], text[0], uncond, gen, skip=5)
+        out = cached.step_from_records(collate([rec]), generator=gen)
+        assert torch.equal(out.start_timesteps, live.start_timesteps) and torch.equal(out.guidance_scale, live.guidance_scale)
+        torch.testing.assert_close(out.model_pred, live.model_pred, rtol=0, atol=1e-6)
+        # fp32 rounding only (cond/uncond batched vs apart): measured <= 1.5e-5 relative over 40 draws.
+        torch.testing.assert_close(out.loss, live.loss, rtol=5e-5, atol=1e-7)
+        out.loss.backward()  # the cache step's loss trains the student
+
+
+def test_zero_motion_score_is_v1_cd_and_an_active_score_changes_the_loss():
+    online, cached, teacher, uncond = _cd_pair("online", "identity")
+    g = torch.Generator().manual_seed(0)
+    latents = torch.randn(1, *SHAPE, generator=g)
+    text = torch.randn(1, 5, TEXT_DIM, generator=g)
+    seed = 21
+    live = online.step(latents, text, generator=torch.Generator().manual_seed(seed))
+    gen = torch.Generator().manual_seed(seed)
+    rec = precompute_teacher_target(teacher, SCHEDULE, latents[0], text[0], uncond, gen, skip=5)
+    state = gen.get_state()
+    zero = dataclasses.replace(rec, motion_score=torch.zeros_like(rec.noisy_latent))  # a motion video, zero gradient
+    out = cached.step_from_records(collate([zero]), generator=gen)
+    torch.testing.assert_close(out.loss, live.loss, rtol=5e-5, atol=1e-7)
+    score = torch.randn(rec.noisy_latent.shape, generator=torch.Generator().manual_seed(5))
+    for index, active in ((150, True), (40, False)):
+        moved = dataclasses.replace(rec, index=index, motion_score=score)
+        plain = dataclasses.replace(rec, index=index)
+        gen.set_state(state)
+        a = cached.step_from_records(collate([moved]), generator=gen).loss
+        gen.set_state(state)
+        b = cached.step_from_records(collate([plain]), generator=gen).loss
+        assert (not torch.allclose(a, b, rtol=1e-4)) if active else torch.equal(a, b)
+
+
+def test_data_decoupling_scores_only_the_short_captions():
+    from t2v_turbo_core.models import VideoVAE
+    from t2v_turbo_core.teacher_cache import CachedConsistencyDistiller
+
+    from .conftest import make_tiny_vae
+
+    seen: list[list[str]] = []
+
+    def image_reward(images, prompts):  # differentiable, and records what it was asked to score
+        seen.append(list(prompts))
+        return images.mean(dim=(1, 2, 3))
+
+    online, teacher, uncond = _distiller("online")
+    config = DistillationConfig(skip=5, beta_img=1.0, beta_vid=0.0, target="online", image_reward_frames=2)
+    cached = CachedConsistencyDistiller(online.student.eval(), SCHEDULE, config, vae=VideoVAE(make_tiny_vae(0), 0.18215),
+                                        image_reward=image_reward)
+    g = torch.Generator().manual_seed(0)
+    latents, text = torch.randn(3, *SHAPE, generator=g), torch.randn(3, 5, TEXT_DIM, generator=g)
+    batch = collate([precompute_teacher_target(teacher, SCHEDULE, latents[i], text[i], uncond, torch.Generator().manual_seed(i),
+                                               skip=5) for i in range(3)])
+    long = ["long a", "long b", "long c"]
+    out = cached.step_from_records(batch, long, torch.Generator().manual_seed(1), reward_prompts=["", "short b", "short c"])
+    assert set(seen[-1]) == {"short b", "short c"} and out.image_reward is not None
+    out.loss.backward()
+    cached.step_from_records(batch, long, torch.Generator().manual_seed(1), reward_prompts=["", "", ""])
+    assert set(seen[-1]) == set(long)  # no short caption in the batch: the long ones
+    cached.step_from_records(batch, long, torch.Generator().manual_seed(1))
+    assert set(seen[-1]) == set(long)  # decoupling off
