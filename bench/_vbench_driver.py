@@ -49,7 +49,8 @@ REFUSAL = "refused: bench never downloads"
 
 
 class DownloadBlocked(RuntimeError):
-    pass
+    """Something tried to download; exit 1 (bench score vbench runs this driver in the
+    VBench environment, where `bench` is not importable: a plain RuntimeError)."""
 
 
 def _block_downloads() -> None:

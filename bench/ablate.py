@@ -27,8 +27,8 @@ import numpy as np
 import typer
 import yaml
 
+from bench.errors import RUN_FAILED, BenchError
 from bench.config import CONFIG_DIR, VARIANTS, VIDEO_RMS, ConfigError
-from bench.console import print_error
 from bench.validate import json_safe
 
 TEACHER = "teacher"
@@ -644,15 +644,10 @@ def run_ablation(spec: AblationSpec, console: Any = None) -> list[Path]:
     return write_ablation_report(spec, entries_done)
 
 
-class AblationError(RuntimeError):
+class AblationError(BenchError, RuntimeError):
     """A job of the ablation failed; `code` is the exit status (that of the job's own error)."""
 
-    def __init__(self, message: str, code: int = 1):
-        super().__init__(message)
-        self.code = code
-
-    def __reduce__(self):
-        return type(self), (str(self), self.code)
+    code = RUN_FAILED
 
 
 def register(app: typer.Typer) -> None:

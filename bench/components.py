@@ -24,10 +24,11 @@ from typing import Any, Iterator
 
 import torch
 
+from bench.errors import BenchError
 from bench.config import TrainConfig
 
 
-class ComponentLoadError(ValueError):
+class ComponentLoadError(BenchError, ValueError):
     """A weight file that is there but does not fit (another model, another size), or a bad
     `weights.architectures` file: bad input, reported without a traceback (exit code 2)."""
 

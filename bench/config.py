@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from t2v_turbo_core.rewards import DEFAULT_IMAGE_REWARD_FRAMES
+from bench.errors import BenchError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 VARIANTS = ("vcm", "vcm+img", "vcm+vid", "vcm+img+vid")
@@ -25,8 +26,8 @@ EXPORT_WEIGHTS = ("online", "ema")
 GRAD_CHECKPOINTING_TEACHERS = ("vc2",)
 
 
-class ConfigError(ValueError):
-    pass
+class ConfigError(BenchError, ValueError):
+    """A config file, key or value that cannot be used (exit 2)."""
 
 
 @dataclass

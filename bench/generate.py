@@ -38,7 +38,8 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import typer
 
-from bench.console import print_error
+from t2v_turbo_core.safe_io import atomic_write_bytes, atomic_write_json
+from bench.errors import BenchError
 from bench.suites import vbench as vbench_suite
 from bench.video_io import TMP_SUFFIX
 
@@ -64,12 +65,8 @@ SEED_DERIVATION = "int.from_bytes(sha256(f'{base_seed}|{prompt}|{index}').digest
 RESUME_KEYS = ("sampler", "steps", "timesteps", "guidance_scale", "base_seed", "teacher_protocol", "origin_steps")
 
 
-class GenerateError(Exception):
+class GenerateError(BenchError):
     """A user-facing failure (bad input, inconsistent folder); `code` is the exit status."""
-
-    def __init__(self, message: str, code: int = 2):
-        super().__init__(message)
-        self.code = code
 
 
 # --------------------------------------------------------------------------- planning
@@ -306,9 +303,7 @@ def repair_manifest(path: Path) -> int:
             kept.append(line)
     new = b"".join(line + b"\n" for line in kept)
     if new != raw:
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_bytes(new)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, new)
     return sum(1 for line in lines if line.strip()) - len(kept)
 
 
@@ -332,10 +327,8 @@ def _append_record(path: Path, record: dict) -> None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    # A per-process temp name: two shards may write the same folder.
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True, default=str, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    # (the temp name is per process and call: two shards may write the same folder)
+    atomic_write_json(path, data, indent=2, ensure_ascii=False, sort_keys=True, default=str)
 
 
 def recorded_base_seed(out_dir: Path) -> int | None:

@@ -17,11 +17,12 @@ import io
 import json
 import math
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from t2v_turbo_core.safe_io import atomic_write_bytes
+from bench.errors import RUN_FAILED, BenchError
 from bench.vbench_constants import (
     AGGREGATION_TABLES,
     QUALITY_DIMENSIONS,
@@ -42,8 +43,10 @@ REPORT_COLUMNS = ("model", *COMPOSITE_COLUMNS, *VBENCH_DIMENSIONS)
 MISSING_MARK = "—"  # how the markdown shows an empty cell (an incomplete composite, a missing dim)
 
 
-class ReportInputError(ValueError):
-    """A result file or folder that cannot be reported; `path` names it."""
+class ReportInputError(BenchError, ValueError):
+    """A result file or folder that cannot be reported; `path` names it (exit 2)."""
+
+    note = "nothing was written."
 
     def __init__(self, path: Path, message: str):
         super().__init__(f"{path}: {message}")
@@ -525,17 +528,7 @@ def output_paths(out_prefix: str | os.PathLike[str]) -> list[Path]:
     return [prefix.with_name(prefix.name + s) for s in suffixes]
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    # Temp file in the same folder + os.replace: a reader never sees half a file. The temp
-    # file is opened with open() (not mkstemp) so it gets the usual umask permissions.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with tmp.open("xb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+_write_atomic = atomic_write_bytes  # (the one atomic writer: t2v_turbo_core/safe_io.py)
 
 
 def write_report(
@@ -614,18 +607,13 @@ def report_command(
     paths: list[Path],
     out: Path,
 ) -> None:
-    import typer
     from rich.console import Console
     from rich.text import Text
 
     stdout, stderr = Console(), Console(stderr=True)
-    try:
-        models = load_all(paths)
-        report = build_report(models)
-    except ReportInputError as e:
-        stderr.print(Text("error: ", style="bold red") + Text(str(e)), soft_wrap=True)
-        stderr.print(Text("nothing was written.", style="red"), soft_wrap=True)
-        raise typer.Exit(code=2) from None
+    # A ReportInputError goes to bench's one handler (bench/console.py): exit 2, "nothing was written."
+    models = load_all(paths)
+    report = build_report(models)
     for name, missing in report.incomplete.items():
         stderr.print(
             Text("warning: ", style="bold yellow")
@@ -647,8 +635,7 @@ def report_command(
     try:
         written = write_report(report, out)
     except OSError as e:
-        stderr.print(Text("error: ", style="bold red") + Text(f"cannot write the report: {e}"), soft_wrap=True)
-        raise typer.Exit(code=1) from None
+        raise BenchError(f"cannot write the report: {e}", code=RUN_FAILED) from None
     _print_table(stdout, report)
     for path in written:
         stdout.print(Text(f"wrote {path}"), soft_wrap=True)

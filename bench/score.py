@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import typer
 
+from bench.console import sub_app
 from bench.score_tiny import tiny_command
 from bench.score_vbench import vbench_command
 
-score_app = typer.Typer(
-    name="score",
-    help="Score generated videos (writes scores/<label>-<benchmark>/).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,
-)
+score_app = sub_app("score", "Score generated videos (writes scores/<label>-<benchmark>/).")
 
 score_app.command("vbench")(vbench_command)
 score_app.command("tiny")(tiny_command)

@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 import numpy as np
 import typer
 
-from bench.console import print_error
+from t2v_turbo_core.safe_io import atomic_write_json
+from bench.errors import INPUT_ERROR, Interrupted
 from bench.score_vbench import ScoreError, read_complete_result, resolve_videos
 from bench.tinyworld.suite import DIMENSIONS, TinyPrompt, tiny_suite
 
@@ -52,7 +53,6 @@ SCORING_NAME = "bench_scoring.json"
 SUMMARY_NAME = "summary.json"
 VIDEO_SUFFIX = ".mp4"
 PARTIAL_SUFFIX = ".partial.mp4"  # bench.video_io.TMP_SUFFIX: a video still being written
-INPUT_ERROR = 2  # exit code for anything wrong with the input (as `bench score vbench`)
 
 # Which evaluator pass each dimension needs (VBench's evaluator -> the tiny world's).
 FRAME_PROBE_DIMENSIONS = frozenset({
@@ -96,9 +96,6 @@ CLIP_BATCH = 64
 
 class TinyScoreError(ScoreError):
     """A user-facing failure of `bench score tiny` (message + exit code)."""
-
-    def __init__(self, message: str, code: int = INPUT_ERROR):
-        super().__init__(message, code)
 
 
 # =========================================================================== the suite
@@ -754,12 +751,7 @@ def result_path(out_dir: Path, dimension: str) -> Path:
 
 
 def _atomic_write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_json(path, data, indent=2, ensure_ascii=False, mkdir=False)
 
 
 def _now() -> str:
@@ -787,15 +779,9 @@ def zoo_record(zoo: str | os.PathLike[str] | None, evaluators_given: bool) -> di
 
 
 def _versions() -> dict[str, str]:
-    from importlib import metadata
+    from bench.runs import package_versions  # the one provenance collector
 
-    out = {"python": sys.version.split()[0]}
-    for name in ("torch", "opencv-python-headless", "numpy", "decord", "av"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return package_versions(("torch", "opencv-python-headless", "numpy", "decord", "av"), with_self=False)
 
 
 def write_summary(out_dir: Path) -> dict[str, float]:
@@ -995,8 +981,7 @@ def tiny_command(
             summary = score_tiny(vdir, out_dir, dims, progress=progress, force=force, zoo=zoo, label=label,
                                  command=" ".join(["bench", *sys.argv[1:]]))
     except KeyboardInterrupt:
-        print_error(err, "interrupted; rerun the same command to resume (finished dimensions are kept)")
-        raise typer.Exit(code=130)
+        raise Interrupted("interrupted; rerun the same command to resume (finished dimensions are kept)") from None
     # Any other error (TinyScoreError's code, ...) goes to bench's one handler (bench/console.py).
 
     table = Table(title=f"tiny benchmark — {label}", show_header=True)

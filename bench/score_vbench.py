@@ -48,8 +48,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from t2v_turbo_core.safe_io import atomic_write, atomic_write_json
+from bench.errors import BenchError, Interrupted
 from bench import vbench_env, vbench_weights
-from bench.console import print_error
 from bench.suites import vbench as suite
 
 DRIVER = Path(__file__).with_name("_vbench_driver.py")
@@ -80,12 +81,8 @@ err_console = Console(stderr=True)
 out_console = Console()
 
 
-class ScoreError(Exception):
-    """A user-facing failure: message plus exit code."""
-
-    def __init__(self, message: str, code: int = 2):
-        super().__init__(message)
-        self.code = code
+class ScoreError(BenchError):
+    """A user-facing failure of a scorer: message plus exit code (2 unless said otherwise)."""
 
 
 class DimensionsFailed(ScoreError):
@@ -288,9 +285,7 @@ def custom_prompt_map(videos_dir: Path) -> dict[str, str] | None:
 
 
 def _atomic_write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(path, data, indent=2, ensure_ascii=False, mkdir=False)
 
 
 def _read_json(path: Path):
@@ -383,12 +378,13 @@ def export_zip(out_dir: Path, zip_path: Path) -> list[str]:
     names = sorted(p.name for p in out_dir.glob("*_eval_results.json"))
     if not names:
         raise ScoreError(f"--export-zip: no *_eval_results.json in {out_dir} to pack")
-    zip_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = zip_path.with_name(f".{zip_path.name}.tmp-{os.getpid()}")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        for n in names:
-            zf.write(out_dir / n, arcname=n)
-    os.replace(tmp, zip_path)
+
+    def pack(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            for n in names:
+                zf.write(out_dir / n, arcname=n)
+
+    atomic_write(zip_path, pack)
     return names
 
 
@@ -1021,17 +1017,9 @@ def vbench_command(
                 err_console.print(f"submission zip: {export_zip_path} ({len(names)} result files)")
     except DimensionsFailed as err:
         _print_summary(err.summary, label, out_dir)
-        print_error(err_console, str(err))
-        raise typer.Exit(code=err.code)
-    except ScoreError as err:
-        print_error(err_console, str(err))
-        raise typer.Exit(code=err.code)
-    except vbench_env.VBenchEnvError as err:
-        print_error(err_console, str(err))
-        raise typer.Exit(code=1)
+        raise  # the message and exit code: bench's one handler (bench/console.py)
     except KeyboardInterrupt:
-        print_error(err_console, "interrupted; rerun the same command to resume (finished dimensions are kept)")
-        raise typer.Exit(code=130)
+        raise Interrupted("interrupted; rerun the same command to resume (finished dimensions are kept)") from None
     _print_summary(summary, label, out_dir)
 
 

@@ -26,6 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from t2v_turbo_core.safe_io import atomic_write_text
+from bench.errors import RUN_FAILED, BenchError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONSTRAINTS = Path(__file__).with_name("vbench_constraints.txt")
 DEFAULT_ENV_DIR = REPO_ROOT / ".venv-vbench"
@@ -51,8 +54,10 @@ INSTALL_LOG_NAME = "bench-install.log"
 OnLine = Callable[[str], None]
 
 
-class VBenchEnvError(RuntimeError):
-    """The VBench environment could not be created; the message says why."""
+class VBenchEnvError(BenchError, RuntimeError):
+    """The VBench environment could not be created; the message says why (exit 1)."""
+
+    code = RUN_FAILED
 
 
 @dataclass(frozen=True)
@@ -110,10 +115,7 @@ def _wanted() -> dict:
     }
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+_atomic_write_text = atomic_write_text  # (the one atomic writer: t2v_turbo_core/safe_io.py)
 
 
 @contextmanager

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import typer
 
-from bench.console import BenchError, print_error
+from bench.console import sub_app
+from bench.errors import BenchError
 
-zoo_app = typer.Typer(help="The tiny world's model zoo: rebuild it from scratch, resumably.", no_args_is_help=True)
+zoo_app = sub_app("zoo", "The tiny world's model zoo: rebuild it from scratch, resumably.")
 
 
 @zoo_app.command("build")
@@ -38,8 +39,7 @@ def build(
     names = stage or list(B.STAGES)
     unknown = [s for s in names if s not in B.STAGES]
     if unknown:
-        print_error(console, f"unknown stage(s) {', '.join(unknown)}; known: {', '.join(B.STAGES)}")
-        raise typer.Exit(2)
+        raise BenchError(f"unknown stage(s) {', '.join(unknown)}; known: {', '.join(B.STAGES)}")
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console, transient=False,
@@ -71,12 +71,12 @@ def check(
     the teacher draws when asked for each one; and the teacher's own denoising error used as a
     shape classifier and as a relation classifier (what it knows).
     """
-    import json
-    import os
     import time
 
     import torch
     from rich.console import Console
+
+    from t2v_turbo_core.safe_io import atomic_write_json
     from rich.table import Table
 
     from bench.tinyworld import check as C
@@ -111,10 +111,7 @@ def check(
     C.real_clip_sheet(sheets / "tiny-world-renders.png")
     gates["seconds"] = round(time.time() - t0, 1)
     # NaN in a gate means "not computable" (e.g. no video detected): null in strict JSON.
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(json_safe(gates), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, target)
+    atomic_write_json(target, json_safe(gates), indent=2)
     table = Table(title=f"tiny-world quality gates ({target})")
     table.add_column("gate")
     table.add_column("value", justify="right")

@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import typer
 from typer.testing import CliRunner
 
+from tests.helpers.cli import verb_app
 from bench import generate as G
-from bench.console import BenchGroup
 from bench.suites import vbench as vbench_suite
 from bench.tinyworld.suite import tiny_suite
 from bench.tinyworld.testing import make_random_run, make_random_zoo
@@ -53,15 +52,7 @@ def loaded(run_dir):
 
 def cli(args: list[str]):
     # A one-verb app: the test does not depend on which other verbs are registered.
-    # BenchGroup: bench's top-level error handler, which turns errors into exit statuses.
-    app = typer.Typer(cls=BenchGroup)
-
-    @app.callback()
-    def _root() -> None:
-        pass
-
-    G.register(app)
-    return CliRunner().invoke(app, ["generate", *args])
+    return CliRunner().invoke(verb_app(G), ["generate", *args])
 
 
 def said(res) -> str:

@@ -12,6 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from tests.helpers.cli import verb_app
 from bench import report
 from bench.vbench_constants import QUALITY_DIMENSIONS, SEMANTIC_DIMENSIONS, VBENCH_DIMENSIONS
 
@@ -67,15 +68,7 @@ def write_results(folder: Path, dims: dict[str, float], name: str = "run", bench
 
 
 def cli_app() -> typer.Typer:
-    # A root callback keeps `report` a subcommand, as it is once several verbs are registered.
-    app = typer.Typer()
-
-    @app.callback()
-    def root() -> None:
-        """bench (test app)."""
-
-    report.register(app)
-    return app
+    return verb_app(report)
 
 
 def run_cli(*args: str):

@@ -21,7 +21,6 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from bench.console import BenchGroup
 from bench import report
 from bench import score as score_module
 from bench import score_tiny as st
@@ -33,6 +32,7 @@ from bench.tinyworld.suite import DIMENSIONS, tiny_suite, spec_for_prompt
 from bench.tinyworld.world import ACTIONS, CAMERAS, COLORS, FPS, SHAPES, sample_object
 from bench.tinyworld.zoo import load_tiny_evaluators, zoo_dir
 from bench.video_io import tensor_to_video, write_mp4
+from tests.helpers.cli import verb_app
 
 SUITE = tiny_suite()
 SUITE_INDEX = {e.prompt: k for k, e in enumerate(SUITE)}
@@ -43,15 +43,7 @@ PER_PROMPT = 3  # real videos per prompt (VBench uses 5; 3 keeps the tests at a 
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer(cls=BenchGroup)  # bench's top-level error handler (exit statuses)
-    score_module.register(app)
-    report.register(app)
-
-    @app.callback()
-    def _root() -> None:  # keeps `score` a sub-command
-        pass
-
-    return app
+    return verb_app(score_module, report)
 
 
 def real_spec(entry, index: int, seed: int = 910):

@@ -20,19 +20,13 @@ from typer.testing import CliRunner
 from bench import score as score_module
 from bench import score_vbench, vbench_env, vbench_weights
 from bench.suites import vbench as suite
+from tests.helpers.cli import verb_app
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
-    score_module.register(app)
-
-    @app.callback()
-    def _root() -> None:  # keeps `score` a sub-command even with one verb registered
-        pass
-
-    return app
+    return verb_app(score_module)
 
 
 @pytest.fixture

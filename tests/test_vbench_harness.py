@@ -26,6 +26,7 @@ from bench import score as score_module
 from bench import score_vbench, vbench_env, vbench_weights
 from bench.suites import vbench as suite
 from bench.vbench_constants import QUALITY_DIMENSIONS, SEMANTIC_DIMENSIONS, VBENCH_TABLE
+from tests.helpers.cli import verb_app
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,14 +72,7 @@ agg = sum(v["video_results"] for v in per) / len(per)
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
-    score_module.register(app)
-
-    @app.callback()
-    def _root() -> None:
-        pass
-
-    return app
+    return verb_app(score_module)
 
 
 @pytest.fixture

@@ -516,12 +516,10 @@ def save_module(module: nn.Module, path: str | Path, metadata: dict | None = Non
     """safetensors, written atomically (temp name, then rename)."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    from t2v_turbo_core.safe_io import atomic_write
+
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    save_file(state, str(tmp), metadata={k: json.dumps(v) for k, v in (metadata or {}).items()})
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={k: json.dumps(v) for k, v in (metadata or {}).items()}))
 
 
 def load_module(module: nn.Module, path: str | Path) -> nn.Module:
