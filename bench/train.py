@@ -97,7 +97,7 @@ class VideoFileBatches:
 
         data = dict(cfg.data)
         if "annotations" not in data:
-            raise TrainingDataError("real teachers need `data.annotations=/path/to/captions.csv` (see README: Training data)")
+            raise TrainingDataError("real teachers need `data.annotations=/path/to/captions.csv` (see docs/real-checkpoints.md, Training data)")
         try:
             # `data.fps=8` from the command line arrives as a string.
             fps = float(data["fps"]) if data.get("fps") is not None else teacher.fps

@@ -42,7 +42,7 @@ def bad_zoo(random_zoo, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def finished_run(random_zoo, tmp_path_factory):
-    from bench.tinyworld.testing import make_random_run
+    from tests.helpers.tinyworld import make_random_run
 
     return make_random_run(tmp_path_factory.mktemp("bad_input_run") / "run", random_zoo)
 
@@ -293,8 +293,8 @@ def test_exit_codes_are_mapped_in_one_table():
     from bench.console import EXIT_CODES, exit_code
     from bench.generate import GenerateError
     from bench.runs import RunError
-    from bench.score_tiny import TinyScoreError
-    from bench.score_vbench import ScoreError
+    from bench.tinyworld.score import TinyScoreError
+    from bench.vbench.score import ScoreError
     from bench.tinyworld.zoo import ZooError
     from bench.train import TrainingError
     from bench.weights import MissingWeightsError

@@ -22,7 +22,7 @@ def test_every_bench_error_class_derives_from_the_one_base():
 
     classes = []
     for info in pkgutil.walk_packages(bench.__path__, "bench."):
-        if info.name.endswith("_vbench_driver"):
+        if info.name == "bench.vbench.driver":
             continue
         module = importlib.import_module(info.name)
         classes += [obj for obj in vars(module).values()

@@ -1,6 +1,6 @@
 """`bench generate`: VBench's file plan, decodable videos, seeds, resume after a kill, sharding.
 
-Models are random-weight stand-ins (bench/tinyworld/testing.py); each test takes seconds,
+Models are random-weight stand-ins (tests/helpers/tinyworld.py); each test takes seconds,
 except the two that start fresh interpreters (kill/resume and accelerate), which pay for
 importing torch in every process.
 """
@@ -23,9 +23,9 @@ from typer.testing import CliRunner
 
 from tests.helpers.cli import verb_app
 from bench import generate as G
-from bench.suites import vbench as vbench_suite
+from bench.vbench import suite as vbench_suite
 from bench.tinyworld.suite import tiny_suite
-from bench.tinyworld.testing import make_random_run, make_random_zoo
+from tests.helpers.tinyworld import make_random_run, make_random_zoo
 from bench.video_io import TMP_SUFFIX, read_video
 
 REPO = Path(__file__).resolve().parents[1]

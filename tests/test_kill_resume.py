@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from bench import generate as G
-from bench import score_tiny as st
+from bench.tinyworld import score as st
 from bench.cli import _register_verbs, app
 from bench.config import load_config
 from bench.tinyworld.suite import tiny_suite
@@ -144,7 +144,7 @@ TIMING = ("seconds", "sampling_seconds", "batch_size", "model_label")  # timings
 @pytest.fixture(scope="module")
 def student(random_zoo, tmp_path_factory):
     from bench.runs import load_run_student
-    from bench.tinyworld.testing import make_random_run
+    from tests.helpers.tinyworld import make_random_run
 
     run = make_random_run(tmp_path_factory.mktemp("kill_run") / "run", random_zoo)
     bundle, unet, _ = load_run_student(run)
@@ -235,7 +235,7 @@ def test_generate_rerun_remakes_recorded_videos_that_were_damaged(student, strai
 
 
 def test_generate_sigkill_then_resume_matches_an_uninterrupted_run(student, straight_videos, random_zoo, tmp_path):
-    from bench.tinyworld.testing import make_random_run
+    from tests.helpers.tinyworld import make_random_run
 
     # The same student as the fixture's (same seed, same zoo), in a run directory for the CLI.
     run = make_random_run(tmp_path / "run", random_zoo)
@@ -393,7 +393,7 @@ def test_ablate_sigkilled_at_several_points_resumes_to_the_same_report(random_zo
 
 def _vbench_videos(root: Path) -> Path:
     """Two temporal_flickering prompts, two videos each: one static, one flickering."""
-    from bench.suites import vbench as suite
+    from bench.vbench import suite
 
     videos = root / "videos"
     videos.mkdir(parents=True)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from tests.helpers.cli import verb_app
 from bench import report
-from bench.vbench_constants import QUALITY_DIMENSIONS, SEMANTIC_DIMENSIONS, VBENCH_DIMENSIONS
+from bench.vbench.constants import QUALITY_DIMENSIONS, SEMANTIC_DIMENSIONS, VBENCH_DIMENSIONS
 
 FIXTURES = Path(__file__).parent / "data" / "vbench_published"
 

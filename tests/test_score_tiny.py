@@ -22,8 +22,8 @@ import typer
 from typer.testing import CliRunner
 
 from bench import report
-from bench import score as score_module
-from bench import score_tiny as st
+from bench.scoring import cli as score_module
+from bench.tinyworld import score as st
 from bench.tinyworld import degrade
 from bench.tinyworld import models as M
 from bench.tinyworld.gates import evaluator_accuracy, gate_failures
@@ -466,7 +466,7 @@ def test_reads_the_suite_info_that_bench_generate_writes(tmp_path):
 
     from bench.generate import suite_info
     from bench.generate import load_suite as load_generate_suite
-    from bench.score_tiny import load_suite as load_score_suite
+    from bench.tinyworld.score import load_suite as load_score_suite
 
     items, source = load_generate_suite("tiny", ["color"])
     (tmp_path / "suite_info.json").write_text(json.dumps(suite_info(items, source, 5, False)))

@@ -1,4 +1,4 @@
-"""bench.statistics / bench.leakage / bench compare on synthetic results with known truth."""
+"""bench.report.statistics / bench.report.leakage / bench compare on synthetic results with known truth."""
 
 import json
 import math
@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bench import leakage, statistics as st
+from bench.report import leakage
+from bench.report import statistics as st
 from bench.ablate import bootstrap_composites
 from bench.report import ModelResults, composite_scores
-from bench.vbench_constants import VBENCH_DIMENSIONS
+from bench.vbench.constants import VBENCH_DIMENSIONS
 
 DIMS = VBENCH_DIMENSIONS
 
@@ -36,7 +37,7 @@ def _two_lists(d):
 
 
 def _legacy_bootstrap(models, n, seed, reference):
-    """The one-level bootstrap as shipped before bench.statistics (loop form), the reference."""
+    """The one-level bootstrap as shipped before bench.report.statistics (loop form), the reference."""
     def per_prompt(model):
         out = {}
         for dim, videos in model.per_video.items():

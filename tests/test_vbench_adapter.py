@@ -17,9 +17,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from bench import score as score_module
-from bench import score_vbench, vbench_env, vbench_weights
-from bench.suites import vbench as suite
+from bench.scoring import cli as score_module
+from bench.vbench import score as score_vbench
+from bench.vbench import env as vbench_env
+from bench.vbench import weights as vbench_weights
+from bench.vbench import suite
 from tests.helpers.cli import verb_app
 
 REPO = Path(__file__).resolve().parents[1]

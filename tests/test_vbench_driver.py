@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import score_vbench
+from bench.vbench import score as score_vbench
 
 STAND_IN = '''
 import json, os

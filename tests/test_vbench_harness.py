@@ -22,10 +22,12 @@ import typer
 from typer.testing import CliRunner
 
 from bench import report as report_module
-from bench import score as score_module
-from bench import score_vbench, vbench_env, vbench_weights
-from bench.suites import vbench as suite
-from bench.vbench_constants import QUALITY_DIMENSIONS, SEMANTIC_DIMENSIONS, VBENCH_TABLE
+from bench.scoring import cli as score_module
+from bench.vbench import score as score_vbench
+from bench.vbench import env as vbench_env
+from bench.vbench import weights as vbench_weights
+from bench.vbench import suite
+from bench.vbench.constants import QUALITY_DIMENSIONS, SEMANTIC_DIMENSIONS, VBENCH_TABLE
 from tests.helpers.cli import verb_app
 
 REPO = Path(__file__).resolve().parents[1]

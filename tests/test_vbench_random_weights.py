@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import vbench_env
-from bench.suites import vbench as suite
+from bench.vbench import env as vbench_env
+from bench.vbench import suite
 from tests.test_vbench_adapter import _write_mp4  # lossless mp4s, one writer for the VBench tests
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from bench.suites import vbench as suite
+from bench.vbench import suite
 
 
 def test_counts_entries_distinct_prompts_and_files():

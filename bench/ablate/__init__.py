@@ -116,8 +116,10 @@ class AblationSpec:
             errors.append(f"teacher_protocol={self.teacher_protocol!r} (matched or native)")
         elif self.teacher_protocol == "native" and self.train_config == "tiny":
             errors.append("teacher_protocol=native: the tiny teacher has no sampler of its own (use matched)")
-        if self.benchmark not in ("tiny", "vbench"):
-            errors.append(f"benchmark={self.benchmark!r} (tiny or vbench)")
+        from bench.scoring.registry import BENCHMARKS, names_text
+
+        if self.benchmark not in BENCHMARKS:
+            errors.append(f"benchmark={self.benchmark!r} ({names_text()})")
         if self.train_seeds is not None:
             if not self.train_seeds or len(set(self.train_seeds)) != len(self.train_seeds) \
                     or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in self.train_seeds):
@@ -173,11 +175,11 @@ def _suite_items(spec: AblationSpec):
 
 def _score(spec: AblationSpec, videos: Path, scores: Path, report, zoo: str | None = None) -> dict:
     if spec.benchmark == "tiny":
-        from bench.score_tiny import score_tiny
+        from bench.tinyworld.score import score_tiny
 
         return score_tiny(videos, scores, dimensions=spec.dimensions, zoo=zoo,
                           progress=lambda done, total: report("score", done, total))
-    from bench.score_vbench import resolve_dimensions, score
+    from bench.vbench.score import resolve_dimensions, score
 
     return score(videos, videos.name, scores, resolve_dimensions(spec.dimensions), None, force=False, command_line="bench ablate")
 
@@ -270,14 +272,14 @@ def run_job(spec_dict: dict, entry: dict, queue: Any = None) -> dict:
 
 def prompt_of(video_path: str) -> str:
     """`{prompt}-{index}.mp4` -> prompt (VBench's naming; prompts may contain '-')."""
-    from bench.statistics import video_name_parts
+    from bench.report.statistics import video_name_parts
 
     return video_name_parts(video_path)[0]
 
 
 def bootstrap_composites(models: Sequence[Any], n: int, seed: int, reference: str,
                          seeds: Mapping[str, Sequence[Any]] | None = None) -> dict[str, dict[str, Any]]:
-    """Paired, stratified bootstrap over prompts (`bench.statistics.bootstrap`).
+    """Paired, stratified bootstrap over prompts (`bench.report.statistics.bootstrap`).
 
     Dimensions are resampled over their own prompt lists (dimensions that share a list share
     the draw), with the same draws for every model, so that differences between models are
@@ -285,7 +287,7 @@ def bootstrap_composites(models: Sequence[Any], n: int, seed: int, reference: st
     training seed) makes it two-level. Returns, per model, the percentile 95% intervals of
     Total / Quality / Semantic and of their differences to `reference`.
     """
-    from bench.statistics import COMPOSITES, bootstrap, build_design, percentile_interval
+    from bench.report.statistics import COMPOSITES, bootstrap, build_design, percentile_interval
 
     design = build_design(seeds or {m.name: [m] for m in models})
     samples = bootstrap(design, n, seed)
@@ -372,7 +374,7 @@ def write_ablation_report(spec: AblationSpec, entries: Sequence[dict]) -> list[P
     speed = {r["model"]: r for r in speed_rows([{**es[0], "name": name} for name, es in groups.items()])}
     steps_col = [speed[m.name]["steps"] for m in models]
     cis = bootstrap_composites(models, spec.bootstrap, spec.seed, reference="vcm", seeds=per_seed)
-    from bench.compare import analyse
+    from bench.report.compare import analyse
 
     configs = {name: _run_config(es[0]) for name, es in groups.items()}
     analysis = analyse(per_seed, spec.bootstrap, spec.seed, configs, reference="vcm")
@@ -403,7 +405,7 @@ def write_ablation_report(spec: AblationSpec, entries: Sequence[dict]) -> list[P
         "pairs": prefix.with_name(prefix.name + "_pairs.png"),
         "pairs_csv": prefix.with_name(prefix.name + "_pairs.csv"),
     }
-    from bench.compare import analysis_json, markdown_sections, pair_rows, pairs_plot
+    from bench.report.compare import analysis_json, markdown_sections, pair_rows, pairs_plot
 
     markdown = _ablation_markdown(spec, table, cis, speed, models, entries, paths, markdown_sections(analysis))
     contents = {

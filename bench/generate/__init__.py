@@ -40,7 +40,7 @@ import typer
 
 from t2v_turbo_core.safe_io import atomic_write_bytes, atomic_write_json
 from bench.errors import BenchError
-from bench.suites import vbench as vbench_suite
+from bench.vbench import suite as vbench_suite
 from bench.video_io import TMP_SUFFIX
 
 SUITES = ("vbench", "tiny")

@@ -92,7 +92,7 @@ def _default_name(folder: Path) -> str:
 def _videos(folder: Path) -> dict[tuple[str, int], tuple[Path, str]]:
     """(prompt, index) -> (file, prompt text), from the manifest when there is one, else the
     file name (`{prompt}-{index}.mp4`)."""
-    from bench.statistics import video_name_parts
+    from bench.report.statistics import video_name_parts
 
     prompts: dict[str, str] = {}
     for manifest in sorted(folder.glob("manifest*.jsonl")):

@@ -5,7 +5,7 @@ Library part (no printing): `load_results` reads result folders and run director
 `write_report` writes it. The CLI part (`register`) is the only place that prints.
 
 Aggregation follows Vchitect/VBench `scripts/cal_final_score.py` with the constants of
-`scripts/constant.py` (copied as data into `bench.vbench_constants`):
+`scripts/constant.py` (copied as data into `bench.vbench.constants`):
 normalise every raw dimension value with its (min, max), take the weighted mean of the 7
 quality dimensions (Quality) and of the 9 semantic dimensions (Semantic), and
 Total = (4 * Quality + 1 * Semantic) / 5.
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from t2v_turbo_core.safe_io import atomic_write_bytes
 from bench.errors import RUN_FAILED, BenchError
-from bench.vbench_constants import (
+from bench.vbench.constants import (
     AGGREGATION_TABLES,
     QUALITY_DIMENSIONS,
     SEMANTIC_DIMENSIONS,
@@ -136,7 +136,7 @@ def composite_scores(dim_values: Mapping[str, float], benchmark: str = DEFAULT_B
     would fill it with 0; a report that did so would understate the model silently).
 
     Source: Vchitect/VBench scripts/cal_final_score.py with scripts/constant.py
-    (see `bench.vbench_constants` for the tables).
+    (see `bench.vbench.constants` for the tables).
     """
     table = aggregation_table(benchmark)
     unknown = sorted(set(dim_values) - set(table.dimensions))
@@ -180,7 +180,7 @@ def _read_benchmark(folder: Path) -> str:
     return benchmark
 
 
-HARNESS_SCORING = Path(".bench") / "scoring.json"  # bench/score_vbench.py's per-dimension record
+HARNESS_SCORING = Path(".bench") / "scoring.json"  # bench/vbench/score.py's per-dimension record
 
 
 def _protocol_notes(folder: Path, dimensions: Sequence[str]) -> tuple[str, ...]:

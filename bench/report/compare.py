@@ -4,8 +4,8 @@ The analysis (`analyse`) is shared with `bench ablate`, whose report carries the
 sections: the all-pairs matrix (paired difference, 95% bootstrap interval, permutation
 p-value, Holm-adjusted across the pairs), the minimum detectable effect of the design, the
 between-seed spread when models have several training seeds, and the reward / judge
-leakage audit with its held-out Totals. The statistics are in `bench.statistics`, the
-leakage map in `bench.leakage`.
+leakage audit with its held-out Totals. The statistics are in `bench.report.statistics`, the
+leakage map in `bench.report.leakage`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from bench.statistics import COMPOSITES
+from bench.report.statistics import COMPOSITES
 from bench.validate import json_safe
 
 HELD_OUT = {"weights": ("weights",), "family": ("weights", "family")}
@@ -41,7 +41,8 @@ def analyse(per_seed: Mapping[str, Sequence[Any]], n: int, seed: int, configs: M
             reference: str | None = None) -> Analysis:
     """`per_seed`: model name -> its results, one per training seed; `configs`: model name ->
     the training config it came from (None for an untrained model), for the leakage audit."""
-    from bench import leakage, statistics as st
+    from bench.report import leakage
+    from bench.report import statistics as st
 
     design = st.build_design(per_seed)
     samples = st.bootstrap(design, n, seed)

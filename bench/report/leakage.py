@@ -6,7 +6,7 @@ temporal_style and overall_consistency with the same ViCLIP checkpoint) or one o
 family (HPSv2.1 is an OpenCLIP ViT-H/14; VBench scores aesthetic quality with a CLIP ViT-L/14
 and background consistency / appearance style with a CLIP ViT-B/32). Those dimensions reward
 the training signal itself. This module declares both maps and finds the leaking
-(variant, dimension) cells; `bench.statistics.composites(..., exclude=...)` gives the
+(variant, dimension) cells; `bench.report.statistics.composites(..., exclude=...)` gives the
 held-out Total without them.
 
 Two kinds are kept apart: "weights" (the same checkpoint file judges what it trained) and
@@ -51,7 +51,7 @@ VBENCH_EVALUATORS: Mapping[str, tuple[Network, ...]] = {
     "overall_consistency": (_VICLIP,),
 }
 
-# The tiny world's evaluators (bench/score_tiny.py, weights in bench/tinyworld/zoo/).
+# The tiny world's evaluators (bench/tinyworld/score.py, weights in bench/tinyworld/zoo/).
 _PROBE = Network("tiny zoo eval_probe.safetensors", "tiny-frame-probe")
 _CLIP_PROBE = Network("tiny zoo eval_clip.safetensors", "tiny-clip-probe")
 _QUALITY = Network("tiny zoo eval_quality.safetensors", "tiny-quality-net")

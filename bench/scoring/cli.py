@@ -1,7 +1,8 @@
 """`bench score ...`: score a folder of generated videos with one benchmark.
 
 This module owns the `score` sub-app; each benchmark's command lives in its own module
-(`bench/score_vbench.py`, ...) and is attached here.
+(`bench/vbench/score.py`, `bench/tinyworld/score.py`), named in the benchmark registry
+(`bench/scoring/registry.py`), and is attached here.
 """
 
 from __future__ import annotations
@@ -9,13 +10,12 @@ from __future__ import annotations
 import typer
 
 from bench.console import sub_app
-from bench.score_tiny import tiny_command
-from bench.score_vbench import vbench_command
+from bench.scoring.registry import BENCHMARKS
 
 score_app = sub_app("score", "Score generated videos (writes scores/<label>-<benchmark>/).")
 
-score_app.command("vbench")(vbench_command)
-score_app.command("tiny")(tiny_command)
+for _benchmark in BENCHMARKS.values():  # one sub-command per registered benchmark
+    score_app.command(_benchmark.name)(_benchmark.load_command())
 
 
 def register(app: typer.Typer) -> None:

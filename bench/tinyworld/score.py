@@ -39,9 +39,9 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 import numpy as np
 import typer
 
-from t2v_turbo_core.safe_io import atomic_write_json
 from bench.errors import INPUT_ERROR, Interrupted
-from bench.score_vbench import ScoreError, read_complete_result, resolve_videos
+from bench.scoring import results
+from bench.scoring.results import ScoreError, read_complete_result, resolve_videos, result_path, write_result_json
 from bench.tinyworld.suite import DIMENSIONS, TinyPrompt, tiny_suite
 
 if TYPE_CHECKING:
@@ -746,12 +746,7 @@ def resolve_dimensions(dimensions: Sequence[str] | None) -> list[str]:
 # =========================================================================== results
 
 
-def result_path(out_dir: Path, dimension: str) -> Path:
-    return Path(out_dir) / f"{dimension}_eval_results.json"
-
-
-def _atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_json(path, data, indent=2, ensure_ascii=False, mkdir=False)
+_atomic_write_json = write_result_json  # (a name tests patch to interrupt a write)
 
 
 def _now() -> str:
@@ -943,9 +938,7 @@ def load_tiny_per_video(out_dir: str | os.PathLike[str]) -> dict[str, list[dict[
 
 def default_out_dir(videos_dir: Path, label: str) -> Path:
     """`RUN/scores/<label>-tiny/` for a run's videos, else `<videos-dir>-tiny` beside it."""
-    if videos_dir.parent.name == "videos":
-        return videos_dir.parent.parent / "scores" / f"{label}-{BENCHMARK}"
-    return videos_dir.parent / f"{videos_dir.name}-{BENCHMARK}"
+    return results.default_out_dir(videos_dir, label, BENCHMARK)
 
 
 def tiny_command(

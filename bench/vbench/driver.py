@@ -40,6 +40,11 @@ import sys
 import urllib.request
 from pathlib import Path
 
+# Run as a script, this file's folder is sys.path[0]: its sibling modules (constants.py,
+# env.py, weights.py, ...) must not shadow the VBench environment's own packages.
+if sys.path and sys.path[0] and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
+
 MISSING = 2
 FETCHERS = {"wget", "curl", "git", "unzip"}
 DETECTRON2_DIMENSIONS = {"object_class", "multiple_objects", "color", "spatial_relationship"}
@@ -108,7 +113,7 @@ def _evaluate(args, device) -> int:
             f"BENCH-VBENCH-MISSING: {args.dimension} needs detectron2 (GRiT's code imports it; vbench "
             "does not install it) and the VBench env has none. `bench score vbench` installs the "
             "pure-Python detectron2 sources itself when GRiT dimensions are requested; see the "
-            "README's VBench section for the manual route.",
+            "docs/cli.md (bench score vbench) for the manual route.",
             file=sys.stderr,
         )
         return MISSING

@@ -3,7 +3,7 @@
 vbench 0.1.5 pins transformers==4.33.2, timm<=1.0.12 and numpy<2, which clash with the
 main environment, so it gets its own venv (default `<repo>/.venv-vbench`, or
 `$BENCH_VBENCH_ENV`), created on first use with the same torch/torchvision wheels as the
-main env and the versions in `bench/vbench_constraints.txt`.
+main env and the versions in `bench/vbench/constraints.txt`.
 
 A stamp file written last marks a complete install; it records what was asked for, so an
 interrupted or failed install (no stamp) or a changed constraints file (other stamp) is
@@ -29,8 +29,8 @@ from typing import Callable, Iterator
 from t2v_turbo_core.safe_io import atomic_write_text
 from bench.errors import RUN_FAILED, BenchError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CONSTRAINTS = Path(__file__).with_name("vbench_constraints.txt")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONSTRAINTS = Path(__file__).with_name("constraints.txt")
 DEFAULT_ENV_DIR = REPO_ROOT / ".venv-vbench"
 ENV_VAR = "BENCH_VBENCH_ENV"
 

@@ -1,9 +1,9 @@
 """`bench score vbench`: score a videos folder with the official `vbench` package.
 
-VBench runs in its own virtualenv (bench/vbench_env.py) through a small driver script
-(bench/_vbench_driver.py), one subprocess per dimension. Before anything is installed or
+VBench runs in its own virtualenv (bench/vbench/env.py) through a small driver script
+(bench/vbench/driver.py), one subprocess per dimension. Before anything is installed or
 started, every weight file the requested dimensions read is checked
-(bench/vbench_weights.py): VBench would otherwise download missing files itself.
+(bench/vbench/weights.py): VBench would otherwise download missing files itself.
 
 Output folder (default `RUN/scores/<label>-vbench/`):
   {dimension}_eval_results.json  VBench's own result file, per-video results included
@@ -48,12 +48,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from t2v_turbo_core.safe_io import atomic_write, atomic_write_json
-from bench.errors import BenchError, Interrupted
-from bench import vbench_env, vbench_weights
-from bench.suites import vbench as suite
+from t2v_turbo_core.safe_io import atomic_write
+from bench.errors import Interrupted
+from bench.scoring import results
+from bench.scoring.results import ScoreError, read_complete_result, resolve_videos, result_path, write_result_json
+from bench.vbench import env as vbench_env
+from bench.vbench import weights as vbench_weights
+from bench.vbench import suite
 
-DRIVER = Path(__file__).with_name("_vbench_driver.py")
+DRIVER = Path(__file__).with_name("driver.py")
 BENCH_DIR = ".bench"  # the harness's files; cal_final_score.py skips names starting with "."
 SCORING_NAME = "scoring.json"
 SUMMARY_NAME = "summary.json"
@@ -68,7 +71,7 @@ MISSING_EXIT = 2  # the driver's and our code for "a prerequisite is missing"
 TIMEOUT_EXIT = 124
 DEFAULT_TIMEOUT_S = 6 * 3600  # one dimension of the full standard suite on one GPU takes hours
 # torch >= 2.6 loads with weights_only=True; vbench 0.1.5's checkpoints need the old default
-# (see bench/_vbench_driver.py). Set for every VBench subprocess and recorded per dimension.
+# (see bench/vbench/driver.py). Set for every VBench subprocess and recorded per dimension.
 CHILD_TORCH_ENV = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
 MODES = ("vbench_standard", "custom_input")
 # vbench 0.1.5 __init__.py check_dimension_requires_extra_info: refused in custom_input mode.
@@ -79,10 +82,6 @@ CUSTOM_DIMENSIONS = tuple(d for d in suite.ALL_DIMENSIONS if d not in CUSTOM_UNS
 
 err_console = Console(stderr=True)
 out_console = Console()
-
-
-class ScoreError(BenchError):
-    """A user-facing failure of a scorer: message plus exit code (2 unless said otherwise)."""
 
 
 class DimensionsFailed(ScoreError):
@@ -96,35 +95,9 @@ class DimensionsFailed(ScoreError):
 # --------------------------------------------------------------------------- inputs
 
 
-def resolve_videos(run: Path | None, label: str | None, videos_dir: Path | None) -> tuple[Path, str]:
-    """(videos folder, label) from `--run [--videos]` or `--videos-dir`."""
-    if (run is None) == (videos_dir is None):
-        raise ScoreError("give exactly one of --run RUN or --videos-dir DIR")
-    if videos_dir is not None:
-        if label is not None:
-            raise ScoreError("--videos LABEL goes with --run; with --videos-dir the folder is the label")
-        if not videos_dir.is_dir():
-            raise ScoreError(f"videos folder not found: {videos_dir}")
-        return videos_dir.resolve(), videos_dir.resolve().name
-    root = run / "videos"
-    if not root.is_dir():
-        raise ScoreError(f"{run} has no videos/ folder (expected {root}/<label>/)")
-    labels = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if label is None:
-        if len(labels) != 1:
-            listed = ", ".join(labels) if labels else "none"
-            raise ScoreError(f"{root} holds {len(labels)} video sets ({listed}); choose one with --videos LABEL")
-        label = labels[0]
-    elif label not in labels:
-        raise ScoreError(f"no video set '{label}' in {root}; found: {', '.join(labels) or 'none'}")
-    return (root / label).resolve(), label
-
-
 def default_out_dir(videos_dir: Path, label: str) -> Path:
     """`RUN/scores/<label>-vbench/` for a run's videos, else `<videos-dir>-vbench` beside it."""
-    if videos_dir.parent.name == "videos":
-        return videos_dir.parent.parent / "scores" / f"{label}-vbench"
-    return videos_dir.parent / f"{videos_dir.name}-vbench"
+    return results.default_out_dir(videos_dir, label, "vbench")
 
 
 def resolve_dimensions(dimensions: list[str] | None, mode: str = "vbench_standard") -> list[str]:
@@ -284,8 +257,7 @@ def custom_prompt_map(videos_dir: Path) -> dict[str, str] | None:
 # --------------------------------------------------------------------------- results
 
 
-def _atomic_write_json(path: Path, data) -> None:
-    atomic_write_json(path, data, indent=2, ensure_ascii=False, mkdir=False)
+_atomic_write_json = write_result_json
 
 
 def _read_json(path: Path):
@@ -307,24 +279,6 @@ def _installed_full_info(env: vbench_env.VBenchEnv) -> Path | None:
     """The VBench_full_info.json VBench itself reads (inside the env's vbench package)."""
     found = sorted(env.root.glob("lib/python*/site-packages/vbench/VBench_full_info.json"))
     return found[0] if found else None
-
-
-def result_path(out_dir: Path, dimension: str) -> Path:
-    return out_dir / f"{dimension}_eval_results.json"
-
-
-def read_complete_result(path: Path, dimension: str) -> float | None:
-    """The aggregate if `path` is a complete VBench result for `dimension`, else None."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        aggregate, per_video = data[dimension]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not isinstance(per_video, list) or not isinstance(aggregate, (int, float)):
-        return None
-    if not math.isfinite(aggregate):
-        return None
-    return float(aggregate)
 
 
 def _rewrite_paths(obj, old: str, new: str):

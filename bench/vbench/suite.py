@@ -2,7 +2,7 @@
 
 The suite is VBench's own `VBench_full_info.json`: taken from the installed `vbench`
 distribution when the current interpreter can import it, else from the copy shipped in
-`bench/suites/data/` (its provenance is in `VBench_full_info.SOURCE.txt` beside it).
+`bench/vbench/data/` (its provenance is in `VBench_full_info.SOURCE.txt` beside it).
 
 Facts this module encodes (vbench 0.1.5):
 * The json has 946 entries but 944 distinct prompt strings: two prompts appear once for
@@ -36,7 +36,7 @@ VIDEO_SUFFIX = ".mp4"
 VIDEOS_PER_PROMPT = 5
 
 # VBench's 16 dimensions, quality then semantic, in VBench's own order.
-from bench.vbench_constants import QUALITY_DIMENSIONS, SEMANTIC_DIMENSIONS  # noqa: E402  (one source of truth)
+from bench.vbench.constants import QUALITY_DIMENSIONS, SEMANTIC_DIMENSIONS  # noqa: E402  (one source of truth)
 ALL_DIMENSIONS = QUALITY_DIMENSIONS + SEMANTIC_DIMENSIONS
 
 # Longest file name (in bytes) that ext4/xfs/apfs accept.

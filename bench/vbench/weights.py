@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Dimensions whose model needs detectron2, which vbench does not declare as a dependency
-# (its README installs it from git); bench/vbench_env.py `ensure_detectron2` provides it.
+# (its README installs it from git); bench/vbench/env.py `ensure_detectron2` provides it.
 NEEDS_DETECTRON2 = frozenset({"object_class", "multiple_objects", "color", "spatial_relationship"})
 
 

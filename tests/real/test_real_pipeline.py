@@ -318,7 +318,7 @@ def test_generate_limit_is_documented_and_checked(tmp_path):
     help_text = CliRunner().invoke(app, ["generate", "--help"], env={"COLUMNS": "200"}).output
     assert "--limit" in help_text and "first N prompts" in help_text
     plan = _invoke(["generate", "--suite", "vbench", "--dimension", "temporal_flickering", "--limit", "3", "--dry-run"]).output
-    from bench.suites.vbench import load_vbench_suite
+    from bench.vbench.suite import load_vbench_suite
 
     first = [e.prompt for e in load_vbench_suite(["temporal_flickering"])[:3]]
     assert plan.splitlines() == [f"{p}-{i}.mp4" for p in first for i in range(5)]
@@ -341,7 +341,7 @@ def test_generate_a_limited_vbench_suite_from_each_student(generated):
     import av
 
     from bench.generate import read_manifest
-    from bench.suites.vbench import load_vbench_suite
+    from bench.vbench.suite import load_vbench_suite
 
     prompts = [e.prompt for e in load_vbench_suite(["temporal_flickering"])[:LIMIT]]
     for teacher, videos in generated.items():

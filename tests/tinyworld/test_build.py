@@ -322,7 +322,7 @@ def test_teacher_stage_runs_every_phase_and_exports_the_grafted_unet(tmp_path):
     position bias, all five phases in zoo.json) comes out and loads."""
     from bench.tinyworld import models as M
     from bench.tinyworld.build import read_manifest, stage_teacher
-    from bench.tinyworld.testing import make_random_zoo
+    from tests.helpers.tinyworld import make_random_zoo
     from bench.tinyworld.zoo import load_tiny_teacher
 
     zoo = make_random_zoo(tmp_path / "zoo")
@@ -344,7 +344,7 @@ def test_teacher_stage_runs_every_phase_and_exports_the_grafted_unet(tmp_path):
 
 def test_teacher_graft_phase_refuses_data_whose_captions_no_longer_match_the_world(tmp_path):
     from bench.tinyworld.build import SHARD, stage_teacher
-    from bench.tinyworld.testing import make_random_zoo
+    from tests.helpers.tinyworld import make_random_zoo
 
     zoo = make_random_zoo(tmp_path / "zoo")
     ctx = Context(zoo_dir=zoo, work_dir=tmp_path / "work", log=lambda _m: None)

@@ -180,7 +180,7 @@ def test_relation_by_colour_reads_placement_when_the_shapes_are_wrong(monkeypatc
 
 
 def test_teacher_knows_shapes_runs_on_a_teacher_in_the_shipped_layout(tmp_path):
-    from bench.tinyworld.testing import make_random_zoo
+    from tests.helpers.tinyworld import make_random_zoo
     from bench.tinyworld.zoo import load_tiny_teacher
 
     teacher = load_tiny_teacher(make_random_zoo(tmp_path / "zoo"))
@@ -191,7 +191,7 @@ def test_teacher_knows_shapes_runs_on_a_teacher_in_the_shipped_layout(tmp_path):
 
 
 def test_teacher_knows_relations_runs_on_a_teacher_in_the_shipped_layout(tmp_path):
-    from bench.tinyworld.testing import make_random_zoo
+    from tests.helpers.tinyworld import make_random_zoo
     from bench.tinyworld.world import RELATIONS
     from bench.tinyworld.zoo import load_tiny_teacher
 
