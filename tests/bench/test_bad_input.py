@@ -336,6 +336,7 @@ def test_zoo_check_of_another_zoo_keeps_its_contact_sheets_out_of_the_repository
     assert seen["dirs"] == ["out"]  # the sheets' folder is gates.json's; no docs/ anywhere
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("damage", ["empty", "cut"])
 def test_a_damaged_mp4_gives_one_clean_line_without_decoder_noise(damage, tmp_path, monkeypatch):
     """FFmpeg's own log lines ("moov atom not found") come from C, past any in-process capture:
@@ -346,7 +347,7 @@ def test_a_damaged_mp4_gives_one_clean_line_without_decoder_noise(damage, tmp_pa
     w = World.__new__(World)
     w.tmp = tmp_path
     folder = w.videos(damage=damage)
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
     res = subprocess.run([sys.executable, "-m", "bench", "score", "tiny", "--videos-dir", str(folder), "-d",
                           "temporal_flickering", "--out", str(tmp_path / "scores")],

@@ -228,6 +228,7 @@ def test_no_merge_keeps_the_lora_beside_the_unet_and_gives_the_same_video(tiny_r
     _assert_same_video(frames, _as_uint8(scope["video"]))
 
 
+@pytest.mark.integration
 def test_modelscope_diffusers_export_equals_bench_generate(ms_run, tmp_path, monkeypatch):
     from diffusers import UNet3DConditionModel
 

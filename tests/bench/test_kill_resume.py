@@ -34,7 +34,7 @@ from bench.tinyworld.suite import tiny_suite
 from bench.train import train
 from bench.video_io import TMP_SUFFIX, write_mp4
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 _register_verbs()
 
 
@@ -109,6 +109,7 @@ def test_train_killed_between_checkpoints_resumes_to_the_same_log_and_adapter(ra
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
 
 
+@pytest.mark.integration
 def test_train_sigkill_then_resume_matches_an_uninterrupted_run(random_zoo, straight_run, tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "bench", "train", "--device", "cpu", "--run-dir", str(run),
@@ -234,6 +235,7 @@ def test_generate_rerun_remakes_recorded_videos_that_were_damaged(student, strai
     assert _records(out) == _records(straight_videos)  # latest record per file: the remade one
 
 
+@pytest.mark.integration
 def test_generate_sigkill_then_resume_matches_an_uninterrupted_run(student, straight_videos, random_zoo, tmp_path):
     from tests.helpers.tinyworld import make_random_run
 
@@ -354,6 +356,7 @@ def _report_numbers(tmp_path: Path) -> list[dict]:
     return table[keep].round(6).fillna("none").to_dict("records")  # NaN != NaN: compare as a word
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_ablate_sigkilled_at_several_points_resumes_to_the_same_report(random_zoo, tmp_path):
     straight = tmp_path / "straight"
@@ -412,6 +415,7 @@ def _vbench_results(out: Path) -> dict:
     return {"aggregate": raw[0], "videos": {Path(v["video_path"]).name: v["video_results"] for v in raw[1]}}
 
 
+@pytest.mark.integration
 def test_score_vbench_sigkill_at_several_points_then_rerun_matches_an_uninterrupted_run(tmp_path):
     """`bench score vbench -d temporal_flickering` (the real vbench in its env; no weights
     needed) killed with SIGKILL while VBench runs, and at once after start; the rerun

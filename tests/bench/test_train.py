@@ -15,7 +15,7 @@ from bench.cli import _register_verbs, app
 from bench.config import load_config
 from bench.train import LOG_COLUMNS, TrainingError, train
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _cfg(zoo, *extra):
@@ -96,6 +96,7 @@ def test_cli_rejects_bad_config_values(random_zoo, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.integration
 def test_two_processes_with_accelerate(random_zoo, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",

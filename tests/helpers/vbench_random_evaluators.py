@@ -1,6 +1,6 @@
 """Write random-weight VBench evaluator files in VBench's own layouts. Run by the VBench env's python.
 
-    <vbench-env>/bin/python tests/vbench_random_evaluators.py --cache DIR --torch-home DIR --hf-home DIR NAME...
+    <vbench-env>/bin/python tests/helpers/vbench_random_evaluators.py --cache DIR --torch-home DIR --hf-home DIR NAME...
 
 Each file is built with the model class VBench (or its dependency) loads it into, from the
 same config VBench uses, then saved the way the published file is stored: a torch zip

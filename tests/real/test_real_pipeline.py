@@ -8,7 +8,7 @@ WebVid-style data with a corrupt and a too-short file at 24 fps):
   bench ablate --config <yaml>.
 
 Everything runs on the CPU in a few minutes; the VBench environment is the one
-tests/test_vbench_adapter.py uses (created on first use, then shared).
+tests/bench/vbench/test_adapter.py uses (created on first use, then shared).
 """
 
 from __future__ import annotations
@@ -278,6 +278,7 @@ def test_a_wrong_caption_file_exits_2_and_leaves_no_run_directory(configs, tmp_p
         assert not run_dir.exists()
 
 
+@pytest.mark.integration
 def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_one_does(world, configs, tmp_path):
     overrides = ["steps=5", "checkpoint_every=1", "keep_checkpoints=5"]
     straight = tmp_path / "straight"

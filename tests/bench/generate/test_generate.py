@@ -28,7 +28,7 @@ from bench.tinyworld.suite import tiny_suite
 from tests.helpers.tinyworld import make_random_run, make_random_zoo
 from bench.video_io import TMP_SUFFIX, read_video
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 FRAMES, SIZE = 8, 32  # the tiny world's videos
 
 
@@ -255,6 +255,7 @@ def test_cli_student_run_writes_run_layout_with_recorded_random_seed_and_suite_i
     assert res.exit_code == 2 and "other settings" in said(res)
 
 
+@pytest.mark.integration
 def test_killed_run_resumes_to_a_complete_folder_without_corrupt_or_duplicate_files(run_dir, tmp_path):
     out = tmp_path / "videos"
     dims = ["color", "scene"]
@@ -295,6 +296,7 @@ def test_killed_run_resumes_to_a_complete_folder_without_corrupt_or_duplicate_fi
         assert G.read_manifest(out)[f] == rec
 
 
+@pytest.mark.integration
 def test_two_processes_with_accelerate_split_the_plan_without_gaps_or_duplicates(run_dir, tmp_path):
     out = tmp_path / "sharded"
     accelerate = Path(sys.executable).with_name("accelerate")

@@ -22,7 +22,7 @@ from bench.humaneval.server import create_app
 from bench.humaneval.study import QUESTIONS, invite, load_study, prepare_study
 from bench.video_io import write_mp4
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 PROMPTS = ["a red circle moving left", "a blue square", "a green star spinning"]
 ANSWER_ALL = lambda choice: {q["id"]: choice for q in QUESTIONS}  # noqa: E731
 
@@ -180,6 +180,7 @@ def _post(url: str, body: dict) -> int:
         return err.code
 
 
+@pytest.mark.integration
 def test_twenty_raters_at_once_over_http_then_kill_9_and_restart_keeps_every_acknowledged_vote(study):
     port = _free_port()
     tokens = invite(study, 20)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_humaneval import make_model
+from tests.bench.humaneval.test_humaneval import make_model
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = [

@@ -16,7 +16,7 @@ from tests.helpers.cli import verb_app
 from bench import report
 from bench.vbench.constants import QUALITY_DIMENSIONS, SEMANTIC_DIMENSIONS, VBENCH_DIMENSIONS
 
-FIXTURES = Path(__file__).parent / "data" / "vbench_published"
+FIXTURES = Path(__file__).resolve().parents[2] / "data" / "vbench_published"
 
 # Published VBench results of public models, in percent: Total, Quality, Semantic, then the
 # 16 dimensions in VBENCH_DIMENSIONS order (subject_consistency ... overall_consistency).
@@ -322,6 +322,7 @@ def test_write_report_api_extra_columns(tmp_path: Path) -> None:
         report.build_report(models, extra_columns={"teacher": ["VC2"]})
 
 
+@pytest.mark.integration
 def test_help_documents_the_verb() -> None:
     def run(*args: str) -> str:
         done = subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, timeout=60)

@@ -24,7 +24,7 @@ from bench.vbench import weights as vbench_weights
 from bench.vbench import suite
 from tests.helpers.cli import verb_app
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _app() -> typer.Typer:
@@ -192,6 +192,7 @@ def _write_mp4(path: Path, frames: list[np.ndarray], fps: int = 8) -> None:
         container.mux(stream.encode())
 
 
+@pytest.mark.integration
 def test_temporal_flickering_end_to_end_with_the_real_vbench(tmp_path):
     """Static videos score ~1, flickering ones lower; results land in the run layout."""
     static_prompt, flicker_prompt = [e.prompt for e in suite.load_vbench_suite(["temporal_flickering"])[:2]]

@@ -34,6 +34,7 @@ class VBench:
 '''
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_vbench_gets_a_torch_device_as_from_its_launcher(tmp_path, device):
     pkg = tmp_path / "stand_in" / "vbench"

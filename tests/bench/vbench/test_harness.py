@@ -30,7 +30,7 @@ from bench.vbench import suite
 from bench.vbench.constants import QUALITY_DIMENSIONS, SEMANTIC_DIMENSIONS, VBENCH_TABLE
 from tests.helpers.cli import verb_app
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 FAKE_DRIVER = r'''
 import json, os, sys, time, shutil, glob

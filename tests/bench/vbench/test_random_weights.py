@@ -1,6 +1,6 @@
 """Every dimension we can, through `bench score vbench` and the real vbench 0.1.5, with random weights.
 
-No weights can be downloaded here, so tests/vbench_random_evaluators.py writes random-weight
+No weights can be downloaded here, so tests/helpers/vbench_random_evaluators.py writes random-weight
 files in VBench's layouts with VBench's (and its dependencies') own model classes, inside the
 VBench env. Each test then scores a handful of tiny videos for one dimension, with a reduced
 full-info file passed by `--full-info` (the harness passes the real one the same way), and
@@ -24,10 +24,10 @@ import pytest
 
 from bench.vbench import env as vbench_env
 from bench.vbench import suite
-from tests.test_vbench_adapter import _write_mp4  # lossless mp4s, one writer for the VBench tests
+from tests.bench.vbench.test_adapter import _write_mp4  # lossless mp4s, one writer for the VBench tests
 
-REPO = Path(__file__).resolve().parents[1]
-MAKER = Path(__file__).with_name("vbench_random_evaluators.py")
+REPO = Path(__file__).resolve().parents[3]
+MAKER = REPO / "tests" / "helpers" / "vbench_random_evaluators.py"
 TIMINGS = os.environ.get("BENCH_VBENCH_TIMINGS")  # optional jsonl: seconds per dimension, for the README
 
 # dimension -> the random evaluator files it reads
@@ -157,6 +157,7 @@ def _score(world, tmp_path: Path, dimension: str, extra: list[str] = (), n_promp
             "prompts": prompts, "stderr": proc.stderr}
 
 
+@pytest.mark.integration
 def test_the_random_amt_checkpoint_is_refused_by_torchs_default_loading(world):
     """The random AMT-S file carries what real training checkpoints carry; torch 2.14's default
     weights_only=True load refuses it, as it refuses the published amt-s.pth (vbench 0.1.5 uses
@@ -172,6 +173,7 @@ def test_the_random_amt_checkpoint_is_refused_by_torchs_default_loading(world):
     assert allowed.returncode == 0, allowed.stderr
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("dimension", [_param(d) for d in NEEDS if d not in ("temporal_flickering", "color")])
 def test_dimension_scores_through_the_harness_with_random_weights(world, tmp_path, dimension):
     n_prompts, n_videos = SIZES.get(dimension, (2, 2))
@@ -187,6 +189,7 @@ def test_dimension_scores_through_the_harness_with_random_weights(world, tmp_pat
         assert d2["source"].startswith("sal-detectron2==0.7.2") and d2["dropped"]
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_color_runs_grit_on_every_frame_then_vbench_divides_by_zero(world, tmp_path):
     """color has no per-frame try/except (object_class has), so reaching its aggregate proves GRiT's
@@ -200,6 +203,7 @@ def test_color_runs_grit_on_every_frame_then_vbench_divides_by_zero(world, tmp_p
     assert "success_rate = success_frame_count_all / video_count" in text and "ZeroDivisionError" in text
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_temporal_flickering_with_vbenchs_static_filter_on_random_raft(world, tmp_path):
     """25 samples of one prompt go through VBench's static filter (its code, on CPU); the kept
@@ -221,6 +225,7 @@ def test_temporal_flickering_with_vbenchs_static_filter_on_random_raft(world, tm
     assert info[r["prompts"][0]]["static_count"] == kept
 
 
+@pytest.mark.integration
 def test_custom_input_prompt_file_videos_with_the_real_vbench(world, tmp_path):
     """Videos of `bench generate --prompt-file` (own prompts, a manifest) in custom_input mode."""
     videos = tmp_path / "custom"
