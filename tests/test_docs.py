@@ -13,7 +13,7 @@ def _tracked(*patterns: str) -> list[Path]:
 
 
 def test_every_docs_reference_in_the_code_and_docs_resolves():
-    """`docs/NAME.md` (and docs images) named anywhere in code or docs exist."""
+    """Every page or image under docs/ that code or docs name exists."""
     missing = []
     for path in _tracked("*.py", "*.md", "*.yaml", "Makefile"):
         if "reports/" in str(path.relative_to(REPO)):

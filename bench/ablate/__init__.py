@@ -29,6 +29,7 @@ import yaml
 
 from bench.errors import RUN_FAILED, BenchError
 from bench.config import CONFIG_DIR, VARIANTS, VIDEO_RMS, ConfigError
+from bench.generate import DEFAULT_STUDENT_GUIDANCE
 from bench.validate import json_safe
 
 TEACHER = "teacher"
@@ -49,7 +50,7 @@ class AblationSpec:
         {"variant": "vcm+img+vid", "rm_vid": "internvid2"},
     ])
     student_steps: int = 4
-    guidance_scale: float = 7.5
+    guidance_scale: float = DEFAULT_STUDENT_GUIDANCE
     teacher_steps: int = 50
     teacher_cfg: float | None = None  # None: the teacher's usual scale (its own one under native)
     # matched: 50-step DDIM + CFG on the students' grid; native: the teacher's own sampler
