@@ -18,6 +18,24 @@ from bench.errors import BenchError
 from t2v_turbo_core.safe_io import atomic_write_json
 
 
+def run_option():
+    import typer
+
+    return typer.Option(None, "--run", help="Run directory; videos in RUN/videos/<label>/.")
+
+
+def videos_option():
+    import typer
+
+    return typer.Option(None, "--videos", help="Video set label under RUN/videos/ (default: the only one).")
+
+
+def videos_dir_option():
+    import typer
+
+    return typer.Option(None, "--videos-dir", help="Score this folder of {prompt}-{index}.mp4 directly.")
+
+
 class ScoreError(BenchError):
     """A user-facing failure of a scorer: message plus exit code (2 unless said otherwise)."""
 

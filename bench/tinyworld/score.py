@@ -942,9 +942,9 @@ def default_out_dir(videos_dir: Path, label: str) -> Path:
 
 
 def tiny_command(
-    run: Optional[Path] = typer.Option(None, "--run", help="Run directory; videos in RUN/videos/<label>/."),
-    videos: Optional[str] = typer.Option(None, "--videos", help="Video set label under RUN/videos/ (default: the only one)."),
-    videos_dir: Optional[Path] = typer.Option(None, "--videos-dir", help="Score this folder of {prompt}-{index}.mp4 directly."),
+    run: Optional[Path] = results.run_option(),
+    videos: Optional[str] = results.videos_option(),
+    videos_dir: Optional[Path] = results.videos_dir_option(),
     dimension: Optional[list[str]] = typer.Option(None, "--dimension", "-d", help="Dimension; repeatable (default: all 16)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN/scores/<label>-tiny/)."),
     zoo: Optional[Path] = typer.Option(None, "--zoo", help="Tiny-world zoo (default: $BENCH_TINY_ZOO or the shipped one)."),

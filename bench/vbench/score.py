@@ -933,9 +933,9 @@ def _run_jobs(jobs: list[Job], *, env, workers: list[str], out_dir: Path, stagin
 
 
 def vbench_command(
-    run: Optional[Path] = typer.Option(None, "--run", help="Run directory; videos in RUN/videos/<label>/."),
-    videos: Optional[str] = typer.Option(None, "--videos", help="Video set label under RUN/videos/ (default: the only one)."),
-    videos_dir: Optional[Path] = typer.Option(None, "--videos-dir", help="Score this folder of {prompt}-{index}.mp4 directly."),
+    run: Optional[Path] = results.run_option(),
+    videos: Optional[str] = results.videos_option(),
+    videos_dir: Optional[Path] = results.videos_dir_option(),
     dimension: Optional[list[str]] = typer.Option(None, "--dimension", "-d", help="VBench dimension; repeatable (default: all 16; in custom_input mode the 10 VBench supports there)."),
     device: Optional[str] = typer.Option(None, "--device", help="cuda, cuda:N or cpu (default: cuda if available)."),
     devices: Optional[str] = typer.Option(None, "--devices", help="Score different dimensions at once, one per device: CUDA indices (0,1,...) or cpu entries."),

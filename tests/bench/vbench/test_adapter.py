@@ -23,6 +23,7 @@ from bench.vbench import env as vbench_env
 from bench.vbench import weights as vbench_weights
 from bench.vbench import suite
 from tests.helpers.cli import verb_app
+from tests.helpers.vbench import empty_weight_caches
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -34,13 +35,7 @@ def _app() -> typer.Typer:
 @pytest.fixture
 def isolated_caches(tmp_path, monkeypatch):
     """Empty weight caches and a VBench env path that must never be created."""
-    cache = tmp_path / "vbench-cache"
-    cache.mkdir()
-    monkeypatch.setenv("VBENCH_CACHE_DIR", str(cache))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    for var in ("TRANSFORMERS_CACHE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        monkeypatch.delenv(var, raising=False)
+    cache = empty_weight_caches(tmp_path, monkeypatch)
     env_dir = tmp_path / "no-env-here"
     monkeypatch.setenv(vbench_env.ENV_VAR, str(env_dir))
 

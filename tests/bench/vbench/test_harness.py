@@ -29,6 +29,7 @@ from bench.vbench import weights as vbench_weights
 from bench.vbench import suite
 from bench.vbench.constants import QUALITY_DIMENSIONS, SEMANTIC_DIMENSIONS, VBENCH_TABLE
 from tests.helpers.cli import verb_app
+from tests.helpers.vbench import empty_weight_caches
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -80,13 +81,7 @@ def _app() -> typer.Typer:
 @pytest.fixture
 def harness(tmp_path, monkeypatch):
     """Empty weight caches, a fake VBench env (this interpreter) and the fake driver."""
-    cache = tmp_path / "vbench-cache"
-    cache.mkdir()
-    monkeypatch.setenv("VBENCH_CACHE_DIR", str(cache))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    for var in ("TRANSFORMERS_CACHE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "FAKE_FAIL", "FAKE_SLEEP"):
-        monkeypatch.delenv(var, raising=False)
+    cache = empty_weight_caches(tmp_path, monkeypatch, unset=("FAKE_FAIL", "FAKE_SLEEP"))
     env_dir = tmp_path / "fake-env"
     (env_dir / "bin").mkdir(parents=True)
     (env_dir / "bin" / "python").symlink_to(sys.executable)
