@@ -23,7 +23,7 @@ from bench.vbench import env as vbench_env
 from bench.vbench import weights as vbench_weights
 from bench.vbench import suite
 from tests.helpers.cli import verb_app
-from tests.helpers.vbench import empty_weight_caches
+from tests.helpers.vbench_caches import empty_weight_caches
 
 REPO = Path(__file__).resolve().parents[3]
 
