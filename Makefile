@@ -28,7 +28,7 @@ test-slow: $(STAMP)
 # Every VBench dimension through `bench score vbench` with random-weight evaluators, slow ones
 # included (creates .venv-vbench on first use; tens of minutes on a small CPU machine).
 test-vbench: $(STAMP)
-	$(PY) -m pytest -q tests/test_vbench_random_weights.py tests/test_vbench_adapter.py tests/test_vbench_harness.py tests/test_vbench_driver.py
+	$(PY) -m pytest -q tests/bench/vbench/test_random_weights.py tests/bench/vbench/test_adapter.py tests/bench/vbench/test_harness.py tests/bench/vbench/test_driver.py
 
 # The human-evaluation page in a real browser: Debian's headless Chromium and its driver
 # (installed here if missing; `make test` skips the test where they are absent).

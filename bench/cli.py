@@ -50,16 +50,17 @@ def _register_verbs() -> None:
 
 # Verb modules, in the order the paper's pipeline runs them.
 VERB_MODULES: list[str] = [
-    "bench.zoo",
+    "bench.tinyworld.cli",
     "bench.preprocess",
     "bench.train",
     "bench.generate",
-    "bench.score",
+    "bench.scoring.cli",
     "bench.report",
-    "bench.compare",
+    "bench.report.compare",
     "bench.humaneval",
     "bench.ablate",
     "bench.export",
+    "bench.ls",
 ]
 
 

@@ -24,16 +24,18 @@ from typing import Any, Iterator
 
 import torch
 
+from bench import models as MODELS
+from bench.errors import BenchError
 from bench.config import TrainConfig
 
 
-class ComponentLoadError(ValueError):
+class ComponentLoadError(BenchError, ValueError):
     """A weight file that is there but does not fit (another model, another size), or a bad
     `weights.architectures` file: bad input, reported without a traceback (exit code 2)."""
 
 
 ARCHITECTURES_HINT = ("(a checkpoint of another size than the official one needs weights.architectures=FILE.yaml; "
-                      "see README: Real checkpoints)")
+                      "see docs/real-checkpoints.md)")
 
 
 @contextlib.contextmanager
@@ -121,9 +123,9 @@ def load_real_teacher(cfg: TrainConfig, device: str | torch.device = "cpu"):
     raise ValueError(f"no real teacher named {cfg.teacher!r}")
 
 
-# The reward models by config name: (weights registry entry, loader).
-IMAGE_REWARDS = ("hpsv21", "pickscore")
-VIDEO_REWARDS = {"viclip": "viclip", "internvid2": "internvideo2"}
+# The real reward models by config name (the registry: bench/models.py).
+IMAGE_REWARDS = tuple(name for name, spec in MODELS.IMAGE_REWARDS.items() if not spec.tiny)
+VIDEO_REWARDS = {name: spec.weights[0] for name, spec in MODELS.VIDEO_REWARDS.items()}
 
 
 def load_real_rewards(cfg: TrainConfig, device: str | torch.device = "cpu") -> tuple[Any, Any]:

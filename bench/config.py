@@ -13,11 +13,14 @@ from typing import Any
 import yaml
 
 from t2v_turbo_core.rewards import DEFAULT_IMAGE_REWARD_FRAMES
+from bench import models as MODELS
+from bench.errors import BenchError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 VARIANTS = ("vcm", "vcm+img", "vcm+vid", "vcm+img+vid")
-VIDEO_RMS = ("viclip", "internvid2")
-TEACHERS = ("tiny", "ms", "vc2")
+VIDEO_RMS = tuple(MODELS.VIDEO_REWARDS)  # ("viclip", "internvid2"): bench/models.py
+IMAGE_RMS = tuple(MODELS.IMAGE_REWARDS)
+TEACHERS = tuple(MODELS.TEACHERS)
 OPTIMIZERS = ("adamw", "adamw8bit")
 EXPORT_WEIGHTS = ("online", "ema")
 # Teachers whose UNet implements gradient checkpointing (diffusers' UNet3DConditionModel, the
@@ -25,8 +28,8 @@ EXPORT_WEIGHTS = ("online", "ema")
 GRAD_CHECKPOINTING_TEACHERS = ("vc2",)
 
 
-class ConfigError(ValueError):
-    pass
+class ConfigError(BenchError, ValueError):
+    """A config file, key or value that cannot be used (exit 2)."""
 
 
 @dataclass
@@ -306,8 +309,18 @@ def load_config(name_or_path: str | Path = "tiny", overrides: list[str] | None =
     cfg = TrainConfig(**raw)
     cfg = dataclasses.replace(cfg, **{k: v for k, v in explicit.items() if v is not None})
     cfg = apply_overrides(cfg, overrides or [])
+    cfg = canonical_names(cfg)
     cfg.validate()
     return cfg
+
+
+def canonical_names(cfg: TrainConfig) -> TrainConfig:
+    """Model names as the registry spells them (an alias such as rm_vid=internvideo2 -> internvid2)."""
+    names = {"teacher": MODELS.canonical(cfg.teacher, MODELS.TEACHERS) if isinstance(cfg.teacher, str) else cfg.teacher,
+             "rm_img": MODELS.canonical(cfg.rm_img, MODELS.IMAGE_REWARDS) if isinstance(cfg.rm_img, str) else cfg.rm_img,
+             "rm_vid": MODELS.canonical(cfg.rm_vid, MODELS.VIDEO_REWARDS) if isinstance(cfg.rm_vid, str) else cfg.rm_vid}
+    changed = {k: v for k, v in names.items() if v != getattr(cfg, k)}
+    return dataclasses.replace(cfg, **changed) if changed else cfg
 
 
 def config_to_dict(cfg: TrainConfig) -> dict:

@@ -1,9 +1,11 @@
 """Console output shared by the verbs, and the one place that turns errors into exit codes.
 
-Every verb raises its own error classes (ConfigError, GenerateError, ...); none of them
-prints a traceback or picks an exit status itself. `BenchGroup` (the root command of
-`bench`) catches whatever a verb raises and `exit_code` maps it: 2 for bad input (a value, a
-file, a folder the user gave), 1 for a run that failed, 130 for Ctrl-C. `bench --debug VERB`
+Every verb raises its own error classes (ConfigError, GenerateError, ...), all derived from
+`bench.errors.BenchError`, which carries the exit status as `code`; none of them prints a
+traceback or picks an exit status itself. `BenchGroup` (the root command of `bench`) catches
+whatever a verb raises and `exit_code` maps it: a BenchError by its `code` (2 for bad input:
+a value, a file, a folder the user gave; 1 for a run that failed), 130 for Ctrl-C, and the
+few errors of other packages (the core library, builtins) by the table below. `bench --debug VERB`
 (or BENCH_DEBUG=1) lets the exception through with its traceback.
 """
 
@@ -14,44 +16,19 @@ from typing import Any
 
 import typer.core
 
-INPUT_ERROR = 2
-RUN_FAILED = 1
-INTERRUPTED = 130
+from bench.errors import INPUT_ERROR, INTERRUPTED, RUN_FAILED, BenchError
+
 DEBUG_ENV = "BENCH_DEBUG"
 DEBUG_META = "bench.debug"  # ctx.meta key set by the root `--debug` option
 
-
-class BenchError(Exception):
-    """A user-facing error with its exit status (2: bad input unless said otherwise)."""
-
-    def __init__(self, message: object, code: int = INPUT_ERROR):
-        super().__init__(message)
-        self.code = code
-
-    def __reduce__(self):  # the code survives pickling (bench ablate's worker processes)
-        return type(self), (str(self), self.code)
-
-
-# Exit status of each error class, by "module.Class" (matched along the class's MRO, so a
-# subclass inherits its base's entry). Names, not imports: importing every verb's module
-# to build the table would make `bench --help` slow. A class with an integer `code`
-# attribute (GenerateError, ScoreError, TrainingError, BenchError) carries its own status.
+# Exit status of the errors that are not BenchErrors, by "module.Class" (matched along the
+# class's MRO): the core library's (t2v_turbo_core never imports bench, so its errors cannot
+# derive from BenchError) and a few of other packages'. Names, not imports: importing them
+# to build the table would make `bench --help` slow.
 EXIT_CODES: dict[str, int] = {
-    "bench.config.ConfigError": INPUT_ERROR,
-    "bench.runs.RunError": INPUT_ERROR,  # not a run directory, unreadable run.json, no student
-    "bench.weights.MissingWeightsError": INPUT_ERROR,
-    "bench.components.ComponentLoadError": INPUT_ERROR,  # a weight file that does not fit its model
-    "bench.tinyworld.zoo.ZooError": INPUT_ERROR,
-    "bench.report.ReportInputError": INPUT_ERROR,
-    "bench.video_io.VideoReadError": INPUT_ERROR,
     "t2v_turbo_core.safe_io.WeightsFileError": INPUT_ERROR,
     "t2v_turbo_core.teachers.CheckpointMismatchError": INPUT_ERROR,
     "t2v_turbo_core.data.VideoDecodeError": INPUT_ERROR,
-    "bench.train.TrainingError": RUN_FAILED,
-    "bench.ablate.AblationError": RUN_FAILED,
-    "bench.tinyworld.build.StageError": RUN_FAILED,
-    "bench.vbench_env.VBenchEnvError": RUN_FAILED,
-    "bench._vbench_driver.DownloadBlocked": RUN_FAILED,
     # A cut weight file met inside diffusers/transformers loaders (bench's own loaders raise
     # WeightsFileError naming the file first).
     "safetensors._safetensors_rust.SafetensorError": INPUT_ERROR,
@@ -68,9 +45,8 @@ def exit_code(err: BaseException) -> int | None:
     """The exit status for `err`, or None for an error no table entry knows (a bug)."""
     if isinstance(err, KeyboardInterrupt):
         return INTERRUPTED
-    code = getattr(err, "code", None)
-    if isinstance(code, int) and not isinstance(code, bool) and isinstance(err, Exception) and not isinstance(err, OSError):
-        return code
+    if isinstance(err, BenchError):
+        return err.code
     for cls in type(err).__mro__:
         found = EXIT_CODES.get(f"{cls.__module__}.{cls.__qualname__}")
         if found is not None:
@@ -109,7 +85,21 @@ def report_error(err: BaseException) -> int:
                       soft_wrap=True, highlight=False, markup=False)
     else:
         print_error(console, str(err) or type(err).__name__)
+        note = getattr(err, "note", None)
+        if note:
+            console.print(note, style="red", soft_wrap=True, highlight=False, markup=False)
     return code
+
+
+def sub_app(name: str, help: str) -> "typer.Typer":
+    """A verb with sub-commands (`bench score ...`, `bench zoo ...`): every one built the same way.
+
+    Verbs register the same way too: each verb module has `register(app)`, which adds its
+    command (or its sub-app) to the root app (bench/cli.py lists the modules)."""
+    import typer
+
+    return typer.Typer(name=name, help=help, no_args_is_help=True, add_completion=False,
+                       pretty_exceptions_show_locals=False)
 
 
 class BenchGroup(typer.core.TyperGroup):

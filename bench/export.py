@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import typer
 
-from bench.console import print_error
+from bench.errors import BenchError
 
 FORMATS = ("diffusers", "lvdm", "lora")
 FORMATS_BY_TEACHER = {"tiny": ("diffusers", "lora"), "ms": ("diffusers", "lora"), "vc2": ("lvdm", "lora")}
@@ -56,7 +56,7 @@ VARIANT_NAMES = {
 }
 
 
-class ExportError(RuntimeError):
+class ExportError(BenchError, RuntimeError):
     """Bad input to `bench export` (exit 2): nothing has been written."""
 
 
@@ -578,9 +578,6 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         console = Console(stderr=True)
-        try:
-            path = export_run(run, fmt, out, merge=not no_merge, device=device, progress=lambda m: console.print(f"[dim]{m}[/]"))
-        except (ExportError, FileNotFoundError) as err:
-            print_error(console, err)
-            raise typer.Exit(2)
+        # An ExportError (or a missing file) goes to bench's one handler (bench/console.py): exit 2.
+        path = export_run(run, fmt, out, merge=not no_merge, device=device, progress=lambda m: console.print(f"[dim]{m}[/]"))
         console.print(f"[green]exported[/] {fmt}: {path} (model card: {path / CARD_NAME})")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -18,29 +17,34 @@ from typing import Any
 
 import torch
 
-from bench.config import TrainConfig, config_from_dict, config_to_dict
+from t2v_turbo_core.safe_io import atomic_write_json
+from bench.errors import BenchError
+from bench.config import TrainConfig, config_from_dict
 
 RUNS_DIR = Path("runs")
 PACKAGES = ("torch", "torchvision", "diffusers", "peft", "transformers", "open_clip_torch", "accelerate", "safetensors", "numpy", "av", "decord")
 
 
-class RunError(RuntimeError):
-    pass
+class RunError(BenchError, RuntimeError):
+    """Not a run directory, an unreadable run.json, no student (exit 2)."""
 
 
-def package_versions() -> dict[str, str]:
+def package_versions(names: tuple[str, ...] = PACKAGES, with_self: bool = True) -> dict[str, str]:
+    """Python's and each named package's version (the provenance every record carries);
+    with_self: this package's own ("source" when run from a checkout)."""
     from importlib import metadata
 
     out = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name in names:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
-    try:
-        out["t2v-turbo-bench"] = metadata.version("t2v-turbo-bench")
-    except metadata.PackageNotFoundError:
-        out["t2v-turbo-bench"] = "source"
+    if with_self:
+        try:
+            out["t2v-turbo-bench"] = metadata.version("t2v-turbo-bench")
+        except metadata.PackageNotFoundError:
+            out["t2v-turbo-bench"] = "source"
     return out
 
 
@@ -55,11 +59,8 @@ def git_state(repo: Path | None = None) -> dict[str, Any]:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     # Strict JSON: a NaN here is a bug upstream, not something to write as a non-JSON token.
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, data, indent=2, sort_keys=True, default=str)
 
 
 def run_record(kind: str, config: dict, seeds: dict, extra: dict | None = None) -> dict:

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import typer
 
+from t2v_turbo_core.safe_io import atomic_write_text
+from bench.errors import INPUT_ERROR, RUN_FAILED, BenchError
 from bench.config import TrainConfig, config_to_dict, load_config
 from bench.runs import read_run, run_record, student_adapter_path, write_json_atomic
 from bench.validate import check_device, json_safe
@@ -32,29 +34,22 @@ from bench.validate import check_device, json_safe
 LOG_COLUMNS = ("step", "seconds", "lr", "loss", "loss_cd", "loss_reward", "reward_img", "reward_vid", "grad_norm", "skipped")
 
 
-class TrainingError(RuntimeError):
+class TrainingError(BenchError, RuntimeError):
     """A training failure; `code` is the exit status (1: the run failed, 2: bad input)."""
 
-    def __init__(self, message: str, code: int = 1):
-        super().__init__(message)
-        self.code = code
-
-    def __reduce__(self):  # the code survives pickling (bench ablate's worker processes)
-        return type(self), (str(self), self.code)
+    code = RUN_FAILED
 
 
 class TrainingDataError(TrainingError):
     """The training data cannot be read (bad input: exit code 2)."""
 
-    def __init__(self, message: str, code: int = 2):
-        super().__init__(message, code)
+    code = INPUT_ERROR
 
 
 class MissingOptionalPackage(TrainingError):
     """A config value needs a package that is not installed (bad input for this machine: exit 2)."""
 
-    def __init__(self, message: str, code: int = 2):
-        super().__init__(message, code)
+    code = INPUT_ERROR
 
 
 # --- data -------------------------------------------------------------------------------
@@ -102,7 +97,7 @@ class VideoFileBatches:
 
         data = dict(cfg.data)
         if "annotations" not in data:
-            raise TrainingDataError("real teachers need `data.annotations=/path/to/captions.csv` (see README: Training data)")
+            raise TrainingDataError("real teachers need `data.annotations=/path/to/captions.csv` (see docs/real-checkpoints.md, Training data)")
         try:
             # `data.fps=8` from the command line arrives as a string.
             fps = float(data["fps"]) if data.get("fps") is not None else teacher.fps
@@ -450,9 +445,7 @@ def truncate_log(path: Path, step: int) -> None:
             kept.append(line)
     if kept == lines:
         return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(kept))
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(kept))
 
 
 def _skipped_files(accelerator, data) -> dict[str, str]:

@@ -14,12 +14,13 @@ import os
 from pathlib import Path
 
 import numpy as np
+from bench.errors import BenchError
 
 TMP_SUFFIX = ".partial.mp4"
 
 
-class VideoReadError(RuntimeError):
-    pass
+class VideoReadError(BenchError, RuntimeError):
+    """A video that cannot be decoded (exit 2)."""
 
 
 def encoding_for(height: int, width: int, pix_fmt: str = "auto", crf: int | None = None) -> tuple[str, int]:

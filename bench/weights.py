@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from bench.errors import BenchError
+
 # ModelScope's diffusers folder: files that must all be present (each entry: any one of).
 # Mirrors what t2v_turbo_core.teachers.load_modelscope reads.
 _MS_WEIGHT_NAMES = {
@@ -118,7 +120,7 @@ class MissingWeight:
     looked: list[str] = field(default_factory=list)
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(BenchError, FileNotFoundError):
     """Pretrained files are missing. `str()` is plain text; rich renders a table (`__rich__`)."""
 
     def __init__(self, missing: list[MissingWeight]):

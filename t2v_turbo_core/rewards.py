@@ -72,26 +72,6 @@ def resize_longest_side_and_pad(images: torch.Tensor, size: int, fill: float = 0
     return F.pad(out, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), value=fill)
 
 
-def resize_shortest_side_and_crop(
-    images: torch.Tensor, size: int, random_crop: bool = False, generator: torch.Generator | None = None, mode: str = "bicubic"
-) -> torch.Tensor:
-    """ViCLIP / InternVideo2 in T2V-Turbo: shortest side -> `size`, then a `size` x `size` crop.
-
-    T2V-Turbo's training code crops at a random position; the centre crop is the default here
-    so that a score is a deterministic function of the video.
-    """
-    h, w = images.shape[-2:]
-    scale = size / min(h, w)
-    new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
-    out = _resize(images, (new_h, new_w), mode)
-    if random_crop:
-        top = int(torch.randint(0, new_h - size + 1, (1,), generator=generator))
-        left = int(torch.randint(0, new_w - size + 1, (1,), generator=generator))
-    else:
-        top, left = (new_h - size) // 2, (new_w - size) // 2
-    return out[..., top : top + size, left : left + size]
-
-
 def sample_image_reward_frames(batch: int, num_frames: int, m: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """M random frames per video for the image-text reward, [B, M].
 

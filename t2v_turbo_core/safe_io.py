@@ -1,5 +1,12 @@
-"""Loading weight files with errors that name the file and say what is wrong with it.
+"""Reading weight files with errors that name the file, and writing files atomically.
 
+Writing: `atomic_write` and its byte / text / JSON forms write a temp file beside the target
+(one name scheme, `.NAME.PID.RANDOM.tmp`: hidden, unique per process and call, so two
+processes writing one folder never share a temp file) and `os.replace` it onto the target: a
+reader, or a run killed mid-write, never sees half a file. On any failure the temp file is
+removed and the old file, if any, is left as it was.
+
+Reading:
 safetensors reports a cut file as "incomplete metadata, file not fully covered", naming no
 file; a torch pickle cut short fails deep inside unpickling. `load_safetensors` and
 `load_torch` check the file first (it exists, its header parses, its size is what the header
@@ -9,9 +16,52 @@ describes) and raise `WeightsFileError` naming the path.
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+
+def temp_path(path: str | Path) -> Path:
+    """The temp name `atomic_write` writes `path` under: same folder (so os.replace is a rename)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], object], *, mkdir: bool = True) -> Path:
+    """`write(tmp)` writes the whole file at a temp path; it then replaces `path` in one step."""
+    path = Path(path)
+    if mkdir:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, **kwargs: Any) -> Path:
+    # open("xb"), not mkstemp: the file gets the usual umask permissions.
+    def write(tmp: Path) -> None:
+        with tmp.open("xb") as f:
+            f.write(data)
+
+    return atomic_write(path, write, **kwargs)
+
+
+def atomic_write_text(path: str | Path, text: str, **kwargs: Any) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"), **kwargs)
+
+
+def atomic_write_json(path: str | Path, data: Any, *, mkdir: bool = True, **dumps: Any) -> Path:
+    """`json.dumps(data, **dumps)` plus a newline. Strict JSON unless said otherwise: a NaN is a
+    bug upstream, not something to write as a non-JSON token."""
+    dumps.setdefault("allow_nan", False)
+    return atomic_write_text(path, json.dumps(data, **dumps) + "\n", mkdir=mkdir)
 
 
 class WeightsFileError(ValueError):

@@ -93,10 +93,16 @@ def student_from_diffusers_unet(
         ref = next(teacher_unet.parameters())
         if next(student.parameters()).dtype != ref.dtype or next(student.parameters()).device != ref.device:
             student.to(device=ref.device, dtype=ref.dtype)
+    return finish_student(student, lora)
+
+
+def finish_student(student: nn.Module, lora: LoraSettings | None) -> nn.Module:
+    """The last steps of every student builder, once the teacher's weights are in: the w
+    projection's initialisation, then the LoRA adapters (or, with `lora=None`, full
+    fine-tuning: every weight trains, and the caller needs a separate frozen teacher)."""
     init_w_projection(student, lora.w_proj_init if lora is not None else "zero")
     if lora is not None:
         add_lora(student, lora)
     else:
-        # Full fine-tuning: every weight trains (and the caller needs a separate frozen teacher).
         student.requires_grad_(True)
     return student

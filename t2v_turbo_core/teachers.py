@@ -30,10 +30,10 @@ from t2v_turbo_core.arch.ldm_autoencoder import (
 )
 from t2v_turbo_core.arch.openclip_text import OpenCLIPTextEncoder, openclip_model_config
 from t2v_turbo_core.arch.videocrafter2 import VideoCrafter2UNet, VideoCrafter2UNetConfig
-from t2v_turbo_core.lora import W_PROJECTION_SUFFIX, LoraSettings, add_lora, init_w_projection
+from t2v_turbo_core.lora import W_PROJECTION_SUFFIX, LoraSettings
 from t2v_turbo_core.models import TextToVideoModel, TransformersTextEncoder, VideoVAE
 from t2v_turbo_core.schedule import NoiseSchedule
-from t2v_turbo_core.student import share_teacher_weights, student_from_diffusers_unet
+from t2v_turbo_core.student import finish_student, share_teacher_weights, student_from_diffusers_unet
 
 # --- ModelScopeT2V (damo-vilab / ali-vilab `text-to-video-ms-1.7b`, diffusers layout) ---------
 # 256x256 (unet/config.json sample_size 32 latents x 8; T2V-Turbo's MS pipeline default), 16
@@ -492,12 +492,7 @@ def videocrafter2_student(
     else:
         student = student.to_empty(device=ref.device).to(ref.dtype)
         student.load_state_dict(teacher_state, strict=False)
-    init_w_projection(student, lora.w_proj_init if lora is not None else "zero")
-    if lora is not None:
-        add_lora(student, lora)
-    else:
-        student.requires_grad_(True)
-    return student
+    return finish_student(student, lora)
 
 
 def load_videocrafter2(

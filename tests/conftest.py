@@ -9,6 +9,6 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def random_zoo(tmp_path_factory):
     """A tiny-world zoo with random weights in the shipped layout (seconds to build)."""
-    from bench.tinyworld.testing import make_random_zoo
+    from tests.helpers.tinyworld import make_random_zoo
 
     return make_random_zoo(tmp_path_factory.mktemp("random_zoo"))

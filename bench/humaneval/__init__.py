@@ -16,21 +16,9 @@ from typing import Optional
 
 import typer
 
-humaneval_app = typer.Typer(
-    name="humaneval",
-    help="Human evaluation: blinded A/B pairs, a local rating page, votes in SQLite, win rates.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,
-)
+from bench.console import sub_app
 
-
-def _fail(err: Exception) -> None:
-    from rich.console import Console
-    from rich.text import Text
-
-    Console(stderr=True).print(Text("error: ", style="bold red") + Text(str(err)), soft_wrap=True)
-    raise typer.Exit(2)
+humaneval_app = sub_app("humaneval", "Human evaluation: blinded A/B pairs, a local rating page, votes in SQLite, win rates.")
 
 
 @humaneval_app.command("prepare")
@@ -43,12 +31,9 @@ def prepare_command(
     max_videos: Optional[int] = typer.Option(None, "--max-videos", help="Use only the first N (prompt, index) videos the models share."),
 ) -> None:
     """Pair every two models' videos of the same prompt and index, randomise left/right, hide the models."""
-    from bench.humaneval.study import StudyError, prepare_study
+    from bench.humaneval.study import prepare_study
 
-    try:
-        study = prepare_study([a, b, *(c or [])], out, seed=seed, max_videos=max_videos)
-    except StudyError as err:
-        _fail(err)
+    study = prepare_study([a, b, *(c or [])], out, seed=seed, max_videos=max_videos)
     typer.echo(f"study {study.root}: {len(study.pairs)} pairs of {len(study.config['models'])} models, "
                f"{len(study.questions)} questions each; next: bench humaneval invite {study.root} --n 20")
 
@@ -60,12 +45,9 @@ def invite_command(
     base_url: str = typer.Option("http://127.0.0.1:8765", "--base-url", help="Where raters reach `bench humaneval serve`."),
 ) -> None:
     """Print one link per new rater; the token in it is the rater's identity."""
-    from bench.humaneval.study import StudyError, invite, load_study
+    from bench.humaneval.study import invite, load_study
 
-    try:
-        tokens = invite(load_study(study_dir), n)
-    except StudyError as err:
-        _fail(err)
+    tokens = invite(load_study(study_dir), n)
     for t in tokens:
         typer.echo(f"{base_url.rstrip('/')}/r/{t}")
 
@@ -80,16 +62,13 @@ def serve_command(
     from bench.humaneval.server import serve
     from bench.humaneval.study import StudyError, load_study
 
-    try:
-        load_study(study_dir)
-    except StudyError as err:
-        _fail(err)
+    load_study(study_dir)
     if not 0 <= port <= 65535:
-        _fail(ValueError(f"--port {port} is not a port number"))
+        raise StudyError(f"--port {port} is not a port number")
     try:
         serve(study_dir, host, port, on_ready=lambda p: typer.echo(f"serving {study_dir} on http://{host}:{p}/ (Ctrl-C stops)", err=True))
     except OSError as err:
-        _fail(ValueError(f"cannot listen on {host}:{port}: {err.strerror or err}"))
+        raise StudyError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
     except KeyboardInterrupt:
         typer.echo("stopped", err=True)
 
@@ -109,13 +88,10 @@ def report_command(
     from bench.report import _write_atomic
     from bench.validate import json_safe
 
-    try:
-        study = load_study(study_dir)
-    except StudyError as err:
-        _fail(err)
+    study = load_study(study_dir)
     result = analysis.report(study)
     if result["votes"] == 0:
-        _fail(StudyError(f"{study_dir}: no votes yet; nothing to report"))
+        raise StudyError(f"{study_dir}: no votes yet; nothing to report")
     prefix = Path(out)
     files = {
         prefix.with_name(prefix.name + ".md"): analysis.markdown(study, result).encode(),

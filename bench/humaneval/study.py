@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+from bench.errors import BenchError
 
 # The paper's three questions (T2V-Turbo, human evaluation on EvalCrafter prompts).
 QUESTIONS: tuple[dict[str, str], ...] = (
@@ -37,10 +38,8 @@ CHOICES = ("left", "tie", "right")
 STUDY_FILE, PAIRS_FILE, DB_FILE, VIDEOS_DIR = "study.json", "pairs.json", "votes.sqlite", "videos"
 
 
-class StudyError(ValueError):
+class StudyError(BenchError, ValueError):
     """Bad input to a humaneval verb (exit code 2)."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ def _default_name(folder: Path) -> str:
 def _videos(folder: Path) -> dict[tuple[str, int], tuple[Path, str]]:
     """(prompt, index) -> (file, prompt text), from the manifest when there is one, else the
     file name (`{prompt}-{index}.mp4`)."""
-    from bench.statistics import video_name_parts
+    from bench.report.statistics import video_name_parts
 
     prompts: dict[str, str] = {}
     for manifest in sorted(folder.glob("manifest*.jsonl")):

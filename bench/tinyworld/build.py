@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from t2v_turbo_core.safe_io import atomic_write, atomic_write_json
+from bench.errors import RUN_FAILED, BenchError
 from bench.tinyworld import models as M
 from bench.tinyworld.render import render
 from bench.tinyworld.suite import held_out_prompts
@@ -33,8 +34,10 @@ DEFAULT_ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 DEFAULT_WORK_DIR = Path("runs") / "zoo-build"
 
 
-class StageError(RuntimeError):
-    pass
+class StageError(BenchError, RuntimeError):
+    """A zoo build stage failed its gate (exit 1)."""
+
+    code = RUN_FAILED
 
 
 def batch_rng(seed: int, step: int) -> np.random.Generator:
@@ -42,10 +45,7 @@ def batch_rng(seed: int, step: int) -> np.random.Generator:
 
 
 def atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def read_manifest(zoo_dir: Path) -> dict:
@@ -54,13 +54,10 @@ def read_manifest(zoo_dir: Path) -> dict:
 
 
 def write_manifest(zoo_dir: Path, manifest: dict) -> None:
-    zoo_dir.mkdir(parents=True, exist_ok=True)
-    tmp = zoo_dir / f"zoo.json.{os.getpid()}.tmp"
     from bench.validate import json_safe
 
     # Strict JSON: a diverged stage's NaN loss is recorded as null, not as a non-JSON token.
-    tmp.write_text(json.dumps(json_safe(manifest), indent=2, sort_keys=True, allow_nan=False) + "\n")
-    os.replace(tmp, zoo_dir / "zoo.json")
+    atomic_write_json(zoo_dir / "zoo.json", json_safe(manifest), indent=2, sort_keys=True)
 
 
 def update_manifest(zoo_dir: Path, stage: str, entry: dict) -> None:
@@ -240,10 +237,8 @@ def export(ctx: Context, stage: str, files: dict[str, nn.Module], info: dict) ->
         from safetensors.torch import save_file
 
         half = {k: (v.half() if v.dtype.is_floating_point else v) for k, v in module.state_dict().items()}
-        path = ctx.zoo_dir / fname
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({k: v.detach().cpu().contiguous() for k, v in half.items()}, str(tmp))
-        os.replace(tmp, path)
+        atomic_write(ctx.zoo_dir / fname,
+                     lambda tmp: save_file({k: v.detach().cpu().contiguous() for k, v in half.items()}, str(tmp)))
     update_manifest(ctx.zoo_dir, stage, {**info, "files": sorted(files), "threads": torch.get_num_threads()})
 
 

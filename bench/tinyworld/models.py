@@ -25,14 +25,19 @@ from bench.tinyworld.world import ACTIONS, CAMERAS, COLORS, FRAMES, SCENES, SHAP
 from t2v_turbo_core.rewards import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    OPENAI_CLIP_MEAN,
-    OPENAI_CLIP_STD,
     normalize,
-    resize_longest_side_and_pad,
-    resize_shortest_side_and_crop,
 )
+from t2v_turbo_core.reward_models import hps_preprocess, video_reward_preprocess
 
 TEXT_CONTEXT = 32
+
+
+def video_reward_input(clips: torch.Tensor) -> torch.Tensor:
+    """[B, F, 3, H, W] in [0, 1] -> the video rewards' input: T2V-Turbo's ViCLIP / InternVideo2
+    transform, the one the real models run (shortest side to the input size, centre crop,
+    ImageNet statistics; t2v_turbo_core.reward_models.video_reward_preprocess)."""
+    b, f = clips.shape[:2]
+    return video_reward_preprocess(clips.flatten(0, 1), SIZE).reshape(b, f, 3, SIZE, SIZE)
 BERT_CONTEXT = 40  # InternVideo2's text length in T2V-Turbo's reward code
 EMBED_DIM = 64
 
@@ -270,8 +275,8 @@ class TinyImageTextReward(nn.Module):
         return self.tokenizer(list(prompts), padding="max_length", max_length=TEXT_CONTEXT, truncation=True, return_tensors="pt").input_ids
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        # HPSv2's evaluation transform: longest side to the input size, pad square, CLIP stats.
-        x = normalize(resize_longest_side_and_pad(images, SIZE), OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
+        # HPSv2's evaluation transform (the real model's): longest side to the input size, pad square, CLIP stats.
+        x = hps_preprocess(images, SIZE)
         return F.normalize(self.clip.encode_image(x), dim=-1)
 
     def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
@@ -326,11 +331,7 @@ class TinyViCLIP(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(2.659))
 
     def encode_video(self, clips: torch.Tensor) -> torch.Tensor:
-        # T2V-Turbo's ViCLIP transform: shortest side to the input size, centre crop, ImageNet stats.
-        b, f = clips.shape[:2]
-        x = resize_shortest_side_and_crop(clips.flatten(0, 1), SIZE)
-        x = normalize(x, IMAGENET_MEAN, IMAGENET_STD).reshape(b, f, 3, SIZE, SIZE)
-        return F.normalize(self.video(x), dim=-1)
+        return F.normalize(self.video(video_reward_input(clips)), dim=-1)
 
     def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
         device = next(self.parameters()).device
@@ -392,10 +393,7 @@ class TinyInternVid2(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(2.659))
 
     def encode_video(self, clips: torch.Tensor) -> torch.Tensor:
-        b, f = clips.shape[:2]
-        x = resize_shortest_side_and_crop(clips.flatten(0, 1), SIZE)
-        x = normalize(x, IMAGENET_MEAN, IMAGENET_STD).reshape(b, f, 3, SIZE, SIZE)
-        return F.normalize(self.video(x), dim=-1)
+        return F.normalize(self.video(video_reward_input(clips)), dim=-1)
 
     def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
         device = next(self.parameters()).device
@@ -516,12 +514,10 @@ def save_module(module: nn.Module, path: str | Path, metadata: dict | None = Non
     """safetensors, written atomically (temp name, then rename)."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    from t2v_turbo_core.safe_io import atomic_write
+
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    save_file(state, str(tmp), metadata={k: json.dumps(v) for k, v in (metadata or {}).items()})
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={k: json.dumps(v) for k, v in (metadata or {}).items()}))
 
 
 def load_module(module: nn.Module, path: str | Path) -> nn.Module:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from bench.errors import BenchError
 from bench.tinyworld import models as M
 from bench.tinyworld.world import FPS, FRAMES, SIZE
 
@@ -21,8 +22,8 @@ SHIPPED_ZOO = Path(__file__).resolve().parent / "zoo"
 TINY_CFG_SCALE = 7.5
 
 
-class ZooError(FileNotFoundError):
-    pass
+class ZooError(BenchError, FileNotFoundError):
+    """A missing or unreadable tiny-world zoo file (exit 2)."""
 
 
 def zoo_dir(path: str | Path | None = None) -> Path:

@@ -8,7 +8,7 @@ WebVid-style data with a corrupt and a too-short file at 24 fps):
   bench ablate --config <yaml>.
 
 Everything runs on the CPU in a few minutes; the VBench environment is the one
-tests/test_vbench_adapter.py uses (created on first use, then shared).
+tests/bench/vbench/test_adapter.py uses (created on first use, then shared).
 """
 
 from __future__ import annotations
@@ -278,6 +278,7 @@ def test_a_wrong_caption_file_exits_2_and_leaves_no_run_directory(configs, tmp_p
         assert not run_dir.exists()
 
 
+@pytest.mark.integration
 def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_one_does(world, configs, tmp_path):
     overrides = ["steps=5", "checkpoint_every=1", "keep_checkpoints=5"]
     straight = tmp_path / "straight"
@@ -318,7 +319,7 @@ def test_generate_limit_is_documented_and_checked(tmp_path):
     help_text = CliRunner().invoke(app, ["generate", "--help"], env={"COLUMNS": "200"}).output
     assert "--limit" in help_text and "first N prompts" in help_text
     plan = _invoke(["generate", "--suite", "vbench", "--dimension", "temporal_flickering", "--limit", "3", "--dry-run"]).output
-    from bench.suites.vbench import load_vbench_suite
+    from bench.vbench.suite import load_vbench_suite
 
     first = [e.prompt for e in load_vbench_suite(["temporal_flickering"])[:3]]
     assert plan.splitlines() == [f"{p}-{i}.mp4" for p in first for i in range(5)]
@@ -341,7 +342,7 @@ def test_generate_a_limited_vbench_suite_from_each_student(generated):
     import av
 
     from bench.generate import read_manifest
-    from bench.suites.vbench import load_vbench_suite
+    from bench.vbench.suite import load_vbench_suite
 
     prompts = [e.prompt for e in load_vbench_suite(["temporal_flickering"])[:LIMIT]]
     for teacher, videos in generated.items():

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests (kept out of the installed package)."""
