@@ -33,6 +33,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from bench.errors import BenchError
+
 SHARD_PATTERN = "shard-{:05d}.safetensors"
 CACHE_MANIFEST = "cache.json"
 CACHE_FORMAT = 1
@@ -41,15 +43,8 @@ COEFFICIENTS = ("released", "sigma")
 MOTION_COND_INITS = ("identity", "released")
 
 
-class V2Error(Exception):
-    """Bad v2 input (exit 2) or a failed v2 run (code 1)."""
-
-    def __init__(self, message: str, code: int = 2):
-        super().__init__(message)
-        self.code = code
-
-    def __reduce__(self):
-        return type(self), (str(self), self.code)
+class V2Error(BenchError):
+    """Bad v2 input (exit 2) or a failed v2 run (code=1)."""
 
 
 @dataclass(frozen=True)

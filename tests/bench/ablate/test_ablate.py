@@ -101,3 +101,20 @@ def test_bad_ablation_config_exits_2(tmp_path):
     path.write_text(yaml.safe_dump({"variants": [{"variant": "vcm+img"}]}))
     result = CliRunner().invoke(app, ["ablate", "--config", str(path)])
     assert result.exit_code == 2 and "vcm" in result.output
+
+
+def test_the_three_seed_spec_is_the_demo_with_seeds_counted():
+    """The committed 3-seed report's spec differs from `make demo`'s only where seeds are counted:
+    same variants, prompts, videos and statistics; its own work_dir and report prefix."""
+    import dataclasses
+
+    from bench.ablate import CONFIG_DIR, load_spec, plan_entries
+
+    demo = dataclasses.asdict(load_spec(CONFIG_DIR / "ablate_tiny.yaml"))
+    seeds = dataclasses.asdict(load_spec(CONFIG_DIR / "ablate_tiny_3seeds.yaml"))
+    differ = {k for k in demo if demo[k] != seeds[k]}
+    assert differ == {"name", "train_seeds", "work_dir", "report"}
+    assert seeds["train_seeds"] == [0, 1, 2] and demo["train_seeds"] is None
+    assert seeds["work_dir"] != demo["work_dir"] and seeds["report"] != demo["report"]
+    names = [e["name"] for e in plan_entries(load_spec(CONFIG_DIR / "ablate_tiny_3seeds.yaml"))]
+    assert len(names) == 3 * len(demo["variants"]) + 1 and "vcm-seed2" in names
