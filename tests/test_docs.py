@@ -49,10 +49,9 @@ def test_nothing_in_the_repository_points_outside_it():
     hits = []
     for path in _tracked("*.py", "*.md", "*.txt", "*.yaml"):
         rel = str(path.relative_to(REPO))
-        if rel == "tests/test_docs.py":
-            continue
         text = path.read_text(encoding="utf-8", errors="replace")
-        for needle in ("METHOD.md", "../shared", "/work/shared"):
+        # Spelled in pieces so that this file does not name them itself.
+        for needle in ("METHOD" + ".md", ".." + "/shared", "/work" + "/shared"):
             if needle in text:
                 hits.append(f"{rel}: {needle}")
     assert hits == []

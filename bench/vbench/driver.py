@@ -97,8 +97,8 @@ def _block_downloads() -> None:
 
 
 def _missing_refusal(err: BaseException) -> str | None:
-    """Our download refusal anywhere in an exception's chain (VBench re-raises import-time
-    errors of a dimension module as NotImplementedError)."""
+    """Our download refusal anywhere in an exception's chain (VBench wraps a dimension
+    module's import-time error in another exception, so the refusal may sit deep in it)."""
     e: BaseException | None = err
     while e is not None:
         if REFUSAL in str(e):

@@ -23,12 +23,6 @@ from .conftest import TEXT_DIM, make_tiny_unet3d
 from .test_motion_guidance import make_tiny_vc2
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _trained(student, seed=7):

@@ -27,13 +27,6 @@ from .conftest import TEXT_DIM, make_tiny_unet3d
 SCHEDULE = NoiseSchedule.scaled_linear()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Hundreds of tiny forwards: thread start-up dominates on a shared 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 TINY_VC2 = VideoCrafter2UNetConfig(

@@ -23,12 +23,6 @@ SCHEDULE = NoiseSchedule.scaled_linear()
 SHAPE = (4, 3, 4, 4)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _distiller(target="online"):
