@@ -47,26 +47,17 @@ SUITES = ("vbench", "tiny")
 MANIFEST_NAME = "manifest.jsonl"
 SUITE_INFO_NAME = "suite_info.json"
 GENERATION_NAME = "generation.json"
-SAMPLERS = ("student", "teacher")
+from bench.generate.sampling import (  # noqa: F401  (re-exported: bench.generate.X stays the public path)
+    DEFAULT_SPACING, DEFAULT_STUDENT_GUIDANCE, DEFAULT_STUDENT_STEPS, DEFAULT_TEACHER_PROTOCOL, DEFAULT_TEACHER_STEPS,
+    SAMPLERS, TEACHER_PROTOCOLS, GenerateError, SamplingSettings, check_guidance_scale, check_origin_steps, check_steps,
+    default_origin_steps, native_plan, planned_timesteps,
+)
+from t2v_turbo_core.schedule import LCM_ORIGIN_STEPS, NUM_TRAIN_TIMESTEPS  # noqa: F401
+
 DEFAULT_VIDEOS_PER_PROMPT = vbench_suite.VIDEOS_PER_PROMPT
-DEFAULT_STUDENT_STEPS = 4
-DEFAULT_TEACHER_STEPS = 50
-DEFAULT_STUDENT_GUIDANCE = 7.5  # embedded w (T2V-Turbo's inference default)
-DEFAULT_SPACING = {"student": "strided", "teacher": "trailing"}
-LCM_ORIGIN_STEPS = 50  # L of the LCM origin grid for a v1 student (k = 20); a v2 student (k = 5) uses 200
-TEACHER_PROTOCOLS = ("matched", "native")
-# matched: this project's 50-step DDIM + CFG baseline on the students' grid (eta 0, trailing
-# timesteps, last step onto abar = 1, the teacher's usual CFG scale and fps); native: the
-# teacher's own sampler as its authors' script runs it (TextToVideoModel.native_sampler).
-DEFAULT_TEACHER_PROTOCOL = "matched"
-NUM_TRAIN_TIMESTEPS = 1000
 SEED_DERIVATION = "int.from_bytes(sha256(f'{base_seed}|{prompt}|{index}').digest()[:8], 'big') & (2**63 - 1)"
 # Settings that must agree between the videos already in a folder and the ones a resume adds.
 RESUME_KEYS = ("sampler", "steps", "timesteps", "guidance_scale", "base_seed", "teacher_protocol", "origin_steps")
-
-
-class GenerateError(BenchError):
-    """A user-facing failure (bad input, inconsistent folder); `code` is the exit status."""
 
 
 # --------------------------------------------------------------------------- planning
@@ -195,55 +186,6 @@ def video_seed(base_seed: int, prompt: str, index: int) -> int:
 
 def draw_base_seed() -> int:
     return int.from_bytes(os.urandom(4), "big")
-
-
-def check_origin_steps(origin_steps: int) -> None:
-    if not 1 <= origin_steps <= NUM_TRAIN_TIMESTEPS or NUM_TRAIN_TIMESTEPS % origin_steps:
-        raise GenerateError(f"--origin-steps {origin_steps}: the LCM origin grid needs a divisor of {NUM_TRAIN_TIMESTEPS} (50 for v1, 200 for v2)")
-
-
-def default_origin_steps(skip: int | None) -> int:
-    """L of a student's origin grid: its distillation grid, N = 1000 // k (50 for v1, 200 for v2)."""
-    return NUM_TRAIN_TIMESTEPS // skip if skip and NUM_TRAIN_TIMESTEPS % skip == 0 else LCM_ORIGIN_STEPS
-
-
-def check_steps(sampler: str, steps: int, origin_steps: int = LCM_ORIGIN_STEPS) -> None:
-    if sampler not in SAMPLERS:
-        raise GenerateError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    top = origin_steps if sampler == "student" else NUM_TRAIN_TIMESTEPS
-    if not 1 <= steps <= top:
-        what = f"student steps (the LCM origin grid has {origin_steps} points)" if sampler == "student" else "teacher DDIM steps"
-        raise GenerateError(f"--steps {steps}: {what} must be in [1, {top}]")
-
-
-def planned_timesteps(sampler: str, steps: int, spacing: str, origin_steps: int = LCM_ORIGIN_STEPS) -> list[int]:
-    from t2v_turbo_core.schedule import lcm_timesteps, sampling_timesteps
-
-    if sampler == "student":
-        check_origin_steps(origin_steps)
-    check_steps(sampler, steps, origin_steps)
-    try:
-        if sampler == "student":
-            return lcm_timesteps(steps, origin_steps, NUM_TRAIN_TIMESTEPS, spacing)
-        return sampling_timesteps(steps, NUM_TRAIN_TIMESTEPS, spacing)
-    except ValueError as err:
-        raise GenerateError(str(err)) from err
-
-
-def native_plan(bundle: Any, steps: int | None):
-    """The teacher's own DDIM plan (`--teacher-protocol native`), or a GenerateError saying why not."""
-    from t2v_turbo_core.sampling import native_teacher_plan
-
-    native = getattr(bundle, "native_sampler", None)
-    if not native:
-        raise GenerateError(
-            f"--teacher-protocol native: the {getattr(bundle, 'name', '?')} teacher has no sampler of its own to reproduce "
-            "(the tiny teacher was trained here; its baseline is the matched protocol)"
-        )
-    try:
-        return native, native_teacher_plan(native, bundle.schedule, steps)
-    except ValueError as err:
-        raise GenerateError(f"--teacher-protocol native: {err}") from err
 
 
 # --------------------------------------------------------------------------- manifests
@@ -504,6 +446,7 @@ def generate_videos(
     batch_invariant: bool = False,
     teacher_protocol: str = DEFAULT_TEACHER_PROTOCOL,
     origin_steps: int | None = None,
+    sampling: SamplingSettings | None = None,
 ) -> GenerationSummary:
     """Generate (or finish generating) this shard's videos into `out_dir`; returns a summary.
 
@@ -523,46 +466,31 @@ def generate_videos(
     x0 rescaling, fps 28; ModelScope's DDIMScheduler from its scheduler_config.json, CFG 9);
     its steps and CFG scale are the defaults then, and `spacing` does not apply.
     origin_steps (student): L of the LCM origin grid (default 50; 200 for a v2 student).
+    sampling: all of the above as one value (`SamplingSettings`, what the CLI passes); the loose
+    keywords (sampler, steps, guidance_scale, spacing, teacher_protocol, origin_steps) are then
+    left out, and are otherwise made into that value here.
     """
     import torch
 
     from bench.video_io import tensor_to_video, write_mp4
     from t2v_turbo_core.sampling import consistency_sample, planned_ddim_sample, teacher_ddim_sample
 
-    if sampler not in SAMPLERS:
-        raise GenerateError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    if teacher_protocol not in TEACHER_PROTOCOLS:
-        raise GenerateError(f"unknown teacher protocol {teacher_protocol!r}; choose one of {', '.join(TEACHER_PROTOCOLS)}")
-    if sampler == "student" and teacher_protocol != DEFAULT_TEACHER_PROTOCOL:
-        raise GenerateError("--teacher-protocol applies to the teacher baseline (--teacher) only")
-    if sampler == "teacher" and origin_steps is not None:
-        raise GenerateError("--origin-steps applies to a student's LCM sampler, not the teacher")
-    origin_steps = origin_steps if origin_steps is not None else LCM_ORIGIN_STEPS
-    # Every check that needs no model comes first, so bad input fails before anything runs.
-    native = ddim_plan = None
-    unet_kwargs = dict(getattr(bundle, "unet_kwargs", {}) or {})
-    if sampler == "teacher" and teacher_protocol == "native":
-        if spacing is not None:
-            raise GenerateError("--timestep-spacing does not apply to --teacher-protocol native (the teacher's own grid is used)")
-        native, ddim_plan = native_plan(bundle, steps)
-        steps, spacing, timesteps = len(ddim_plan.timesteps), "native", list(ddim_plan.timesteps)
-        if "fps" in native and "fps" in unet_kwargs:
-            unet_kwargs["fps"] = int(native["fps"])  # the fps the teacher's script conditions on
-    else:
-        steps = steps if steps is not None else (DEFAULT_STUDENT_STEPS if sampler == "student" else DEFAULT_TEACHER_STEPS)
-        spacing = spacing or DEFAULT_SPACING[sampler]
-        timesteps = planned_timesteps(sampler, steps, spacing, origin_steps)
+    if sampling is None:
+        sampling = SamplingSettings.make(sampler, steps, guidance_scale, spacing, origin_steps, teacher_protocol)
+    elif (steps, guidance_scale, spacing, origin_steps, teacher_protocol) != (None, None, None, None, DEFAULT_TEACHER_PROTOCOL):
+        raise GenerateError("give the sampling settings as `sampling` or as keywords, not both")
     if batch_size < 1:
         raise GenerateError(f"--batch-size must be >= 1, got {batch_size}")
     items = as_suite_items(prompts_or_suite_items)
     plan = plan_videos(items, videos_per_prompt, flicker_oversample)
     mine = shard_plan(plan, shard)
-    if guidance_scale is None:
-        if native is not None:
-            guidance_scale = float(native["guidance_scale"])
-        else:
-            guidance_scale = DEFAULT_STUDENT_GUIDANCE if sampler == "student" else float(bundle.cfg_scale)
-    check_guidance_scale(guidance_scale)
+    # The teacher's own CFG scale and the native protocol's grid come from its model.
+    sampling, native, ddim_plan = sampling.for_model(bundle)
+    sampler, steps, spacing, guidance_scale = sampling.sampler, sampling.steps, sampling.spacing, sampling.guidance_scale
+    origin_steps, timesteps = sampling.origin_steps, list(sampling.timesteps)
+    unet_kwargs = dict(getattr(bundle, "unet_kwargs", {}) or {})
+    if native is not None and "fps" in native and "fps" in unet_kwargs:
+        unet_kwargs["fps"] = int(native["fps"])  # the fps the teacher's script conditions on
     w_dim = _w_projection_dim(unet) if sampler == "student" else None
 
     out_dir = Path(out_dir)
@@ -576,14 +504,9 @@ def generate_videos(
         seed = draw_base_seed()
     param = next(unet.parameters())
     device, dtype = param.device, param.dtype
+    recorded = sampling.as_record()  # the sampling settings as they are
     settings = {
-        "sampler": sampler,
-        "steps": steps,
-        "timesteps": timesteps,
-        "timestep_spacing": spacing,
-        "guidance_scale": float(guidance_scale),
-        "cfg": sampler == "teacher" and guidance_scale > 1.0,
-        "nfe": steps * (2 if sampler == "teacher" and guidance_scale > 1.0 else 1),
+        **{k: recorded[k] for k in ("sampler", "steps", "timesteps", "timestep_spacing", "guidance_scale", "cfg", "nfe")},
         "base_seed": seed,
         "model_label": model_label,
         "model": getattr(bundle, "name", None),
@@ -596,8 +519,8 @@ def generate_videos(
         "device": str(device),
         "dtype": str(dtype).replace("torch.", ""),
         "batch_invariant": batch_invariant,
-        "teacher_protocol": teacher_protocol if sampler == "teacher" else None,
-        "origin_steps": origin_steps if sampler == "student" else None,
+        "teacher_protocol": recorded["teacher_protocol"],
+        "origin_steps": recorded["origin_steps"],
         "unet_kwargs": {k: v for k, v in unet_kwargs.items() if isinstance(v, (int, float, str))},
     }
     if native is not None:
@@ -725,14 +648,6 @@ def generate_videos(
     )
 
 
-def check_guidance_scale(value: Any) -> None:
-    from bench.validate import number_problem
-
-    problem = number_problem(value, 0)
-    if problem:
-        raise GenerateError(f"--guidance-scale {value}: {problem}")
-
-
 def _write_generation_record(out_dir: Path, settings: dict, shard: tuple[int, int], n_plan: int, extra: dict | None) -> None:
     """generation.json: the first session's record; later sessions (resumes) are listed in it."""
     from bench.runs import run_record
@@ -786,10 +701,10 @@ def generate_command(
     steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (default 4 for the student, a v2 run's v2.sample_steps (16), 50 for --teacher)."),
     teacher: bool = typer.Option(False, "--teacher", help="Teacher baseline: DDIM with classifier-free guidance instead of the student."),
     config: Optional[str] = typer.Option(None, "--config", help="With --teacher and no --run: the teacher's config (tiny, ms, vc2 or a YAML path)."),
-    guidance_scale: Optional[float] = typer.Option(None, "--guidance-scale", help="Student: embedded w (default 7.5). Teacher: CFG scale (default: the teacher's own, 7.5 tiny/VC2, 9.0 MS)."),
+    guidance_scale: Optional[float] = typer.Option(None, "--guidance-scale", help=f"Student: embedded w (default {DEFAULT_STUDENT_GUIDANCE:g}). Teacher: CFG scale (default: the teacher's own, 7.5 tiny/VC2, 9.0 MS)."),
     timestep_spacing: Optional[str] = typer.Option(None, "--timestep-spacing", help="Student: strided (default; 4 steps = 999,759,519,279) or linspace. Teacher: trailing (default) or leading."),
     teacher_protocol: str = typer.Option(DEFAULT_TEACHER_PROTOCOL, "--teacher-protocol", help="With --teacher: matched (50-step DDIM eta 0 + CFG on the students' grid) or native (the teacher's own sampler: VC2 LVDM DDIM eta 1, CFG 12, x0 rescaling, fps 28; MS its scheduler_config.json DDIM, CFG 9)."),
-    origin_steps: Optional[int] = typer.Option(None, "--origin-steps", help="Student: L of the LCM origin grid (default: the run's distillation grid, 1000 // skip: 50 for v1, 200 for v2)."),
+    origin_steps: Optional[int] = typer.Option(None, "--origin-steps", help=f"Student: L of the LCM origin grid (default: the run's distillation grid, 1000 // skip: {LCM_ORIGIN_STEPS} for v1, 200 for v2)."),
     videos_per_prompt: int = typer.Option(DEFAULT_VIDEOS_PER_PROMPT, "--videos-per-prompt", help="Videos per prompt, named {prompt}-0.mp4 .. (VBench: 5)."),
     dimension: Optional[list[str]] = typer.Option(None, "--dimension", help="Only prompts serving this dimension (repeatable)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N prompts of the suite (after --dimension), for smoke runs."),
@@ -827,8 +742,6 @@ def generate_command(
         from bench.validate import check_device, number_problem
 
         sampler = "teacher" if teacher else "student"
-        if guidance_scale is not None:
-            check_guidance_scale(guidance_scale)
         if seed is not None and number_problem(seed, 0, 2**63 - 1, integer=True):
             fail(f"--seed {seed}: {number_problem(seed, 0, 2**63 - 1, integer=True)}")
         if prompt_file is not None:
@@ -855,24 +768,14 @@ def generate_command(
             shown = shard_plan(plan, shard) if explicit_shard else plan
             sys.stdout.write("".join(v.file + "\n" for v in shown))
             return
-        if teacher_protocol not in TEACHER_PROTOCOLS:
-            fail(f"--teacher-protocol {teacher_protocol!r}: choose one of {', '.join(TEACHER_PROTOCOLS)}")
-        if teacher_protocol != DEFAULT_TEACHER_PROTOCOL and not teacher:
+        # The sampling settings, made (and validated) once: the teacher's here, a student's
+        # once its run is read (the run's grid is its origin grid; a v2 run sets its steps).
+        sampling = None
+        if teacher:
+            sampling = SamplingSettings.make(sampler, steps if steps is not None else DEFAULT_TEACHER_STEPS, guidance_scale,
+                                             timestep_spacing, origin_steps, teacher_protocol)
+        elif teacher_protocol != DEFAULT_TEACHER_PROTOCOL:
             fail("--teacher-protocol applies to the teacher baseline (--teacher) only")
-        if origin_steps is not None:
-            if teacher:
-                fail("--origin-steps applies to a student's LCM sampler, not the teacher")
-            check_origin_steps(origin_steps)
-        native = teacher and teacher_protocol == "native"
-        if native and timestep_spacing is not None:
-            fail("--timestep-spacing does not apply to --teacher-protocol native (the teacher's own grid is used)")
-        steps_given = steps is not None
-        steps = steps if steps is not None else (DEFAULT_TEACHER_STEPS if teacher else DEFAULT_STUDENT_STEPS)
-        if native:
-            if not 1 <= steps <= NUM_TRAIN_TIMESTEPS:
-                fail(f"--steps {steps}: teacher DDIM steps must be in [1, {NUM_TRAIN_TIMESTEPS}]")
-        elif teacher:
-            planned_timesteps(sampler, steps, timestep_spacing or DEFAULT_SPACING[sampler])  # validates steps and spacing
         if batch_size < 1:
             fail(f"--batch-size must be >= 1, got {batch_size}")
         if threads is not None and threads < 1:
@@ -891,25 +794,23 @@ def generate_command(
                 fail("give --run or --config, not both (a run names its own teacher)")
             if not teacher and not student_adapter_path(run).is_file():
                 fail(f"{run}: no final student at {student_adapter_path(run)} (is training finished? `bench train --resume`)")
-            if not teacher and origin_steps is None:
-                from bench.runs import run_config
-
-                origin_steps = default_origin_steps(run_config(run).skip)
-            if not teacher and not steps_given:
+            if not teacher:
                 from bench.runs import run_config
                 from bench.v2 import default_sample_steps
 
-                steps = default_sample_steps(run_config(run), steps)  # a v2 student: 16
-            if not teacher:
-                planned_timesteps(sampler, steps, timestep_spacing or DEFAULT_SPACING[sampler], origin_steps)  # steps, spacing
+                run_cfg = run_config(run)
+                sampling = SamplingSettings.make(
+                    sampler, steps if steps is not None else default_sample_steps(run_cfg, DEFAULT_STUDENT_STEPS),  # a v2 student: 16
+                    guidance_scale, timestep_spacing,
+                    origin_steps if origin_steps is not None else default_origin_steps(run_cfg.skip))
             model_label = str(run.resolve()) if not teacher else f"{run.resolve()} (teacher)"
-            out_dir = out or run / "videos" / default_label(suite_name, sampler, steps, teacher_protocol)
+            out_dir = out or run / "videos" / default_label(suite_name, sampler, sampling.steps, teacher_protocol)
         else:
             if not teacher:
                 fail("--run RUN is required to generate with a student (or use --teacher --config NAME)")
             config = config or "tiny"
             model_label = f"teacher:{config}"
-            out_dir = out or Path("runs") / f"teacher-{Path(config).stem}" / "videos" / default_label(suite_name, sampler, steps, teacher_protocol)
+            out_dir = out or Path("runs") / f"teacher-{Path(config).stem}" / "videos" / default_label(suite_name, sampler, sampling.steps, teacher_protocol)
         check_out_dir(out_dir)
         try:
             check_device(device)
@@ -960,7 +861,7 @@ def generate_command(
                 from bench.v2 import generation_record, sampling_student
 
                 bundle, unet, run_cfg = load_run_student(run, device=device)
-                unet, v2_record = sampling_student(run_cfg, unet), generation_record(run_cfg, steps, origin_steps, timestep_spacing or DEFAULT_SPACING[sampler])
+                unet, v2_record = sampling_student(run_cfg, unet), generation_record(run_cfg, sampling.steps, sampling.origin_steps, sampling.spacing)
         except (RunError, FileNotFoundError, ValueError) as err:
             fail(f"cannot load the model: {err}")
         except ImportError as err:
@@ -980,13 +881,12 @@ def generate_command(
                 bar.update(task, completed=done, total=total)
 
             summary = generate_videos(
-                bundle, unet, items, out_dir, sampler=sampler, steps=steps, guidance_scale=guidance_scale,
+                bundle, unet, items, out_dir, sampling=sampling,
                 videos_per_prompt=videos_per_prompt, seed=seed, batch_size=batch_size, shard=shard,
-                progress=on_progress, model_label=model_label, spacing=timestep_spacing,
+                progress=on_progress, model_label=model_label,
                 flicker_oversample=flicker_oversample, suite_source=source, batch_invariant=batch_invariant,
                 record={"suite": suite_name, "run": str(run) if run else None, "dimensions": dimension or None, "limit": limit,
                         **(v2_record if not teacher else {})},
-                teacher_protocol=teacher_protocol, origin_steps=origin_steps,
             )
         console.print(
             f"[green]{escape(str(out_dir))}[/]: {summary.generated} generated"
