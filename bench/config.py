@@ -268,17 +268,22 @@ FLAT_KEYS: dict[str, tuple[str | None, str]] = {
     **{k: ("io", k) for k in ("checkpoint_every", "keep_checkpoints", "log_every")},
     **{k: (None, k) for k in MAPPINGS},
 }
-# Every settable section field has a flat name and nothing else does.
-assert {p for p in FLAT_KEYS.values() if p[0]} == {(s, f.name) for s, c in SECTIONS.items() for f in dataclasses.fields(c)} - FIXED
+# A section field added later without a flat name is set, and recorded in run.json, by its
+# section name (`distill.new_field`).
+KEYS: dict[str, tuple[str | None, str]] = {
+    **FLAT_KEYS,
+    **{f"{s}.{f.name}": (s, f.name) for s, c in SECTIONS.items() for f in dataclasses.fields(c)
+       if (s, f.name) not in FIXED and (s, f.name) not in FLAT_KEYS.values()},
+}
 # Every key a config accepts, flat or by section (`optim.lr`), -> its (section, field).
-PATHS: dict[str, tuple[str | None, str]] = {**FLAT_KEYS, **{f"{s}.{f}": (s, f) for s, f in FLAT_KEYS.values() if s}}
+PATHS: dict[str, tuple[str | None, str]] = {**KEYS, **{f"{s}.{f}": (s, f) for s, f in KEYS.values() if s}}
 
 
 def _declared_types() -> dict[tuple[str | None, str], Any]:
     hints = {(None, name): tp for name, tp in typing.get_type_hints(TrainConfig).items()}
     for section, cls in SECTIONS.items():
         hints.update({(section, name): tp for name, tp in typing.get_type_hints(cls).items()})
-    return {path: hints[path] for path in FLAT_KEYS.values()}
+    return {path: hints[path] for path in KEYS.values()}
 
 
 def _kinds(annotation: Any) -> set:
@@ -297,12 +302,13 @@ KINDS: dict[tuple[str | None, str], set] = {path: _kinds(tp) for path, tp in _de
 def _path(key: str) -> tuple[str | None, str]:
     path = PATHS.get(key)
     if path is None:
-        raise ConfigError(f"unknown config key {key!r}; known: {', '.join(sorted(FLAT_KEYS))}")
+        raise ConfigError(f"unknown config key {key!r}; known: {', '.join(sorted(KEYS))}")
     return path
 
 
 def flat_name(path: tuple[str | None, str]) -> str:
-    return next(k for k, p in FLAT_KEYS.items() if p == path)
+    """The name a key is recorded under: its flat name, else `section.field`."""
+    return next(k for k, p in KEYS.items() if p == path)
 
 
 def get_value(cfg: TrainConfig, path: tuple[str | None, str]) -> Any:
@@ -354,7 +360,7 @@ def _type_and_range_errors(cfg: "TrainConfig") -> list[str]:
     from bench.validate import number_problem
 
     errors = []
-    for name, path in FLAT_KEYS.items():
+    for name, path in KEYS.items():
         value, kinds = get_value(cfg, path), KINDS[path]
         if value is None and type(None) in kinds:
             continue
@@ -440,8 +446,8 @@ def _flatten(raw: Mapping[str, Any], where: str, strict: bool = True) -> dict[st
                     unknown.append(f"{key}.{sub}")
                 else:
                     flat[flat_name(path)] = v
-        elif key in FLAT_KEYS:
-            flat[key] = value
+        elif key in PATHS:
+            flat[flat_name(PATHS[key])] = value
         else:
             unknown.append(str(key))
     if unknown and strict:
@@ -484,7 +490,7 @@ def canonical_names(cfg: TrainConfig) -> TrainConfig:
 
 def config_to_dict(cfg: TrainConfig) -> dict:
     """The resolved config under its flat names (what run.json records as "config")."""
-    return {name: _thaw(get_value(cfg, path)) for name, path in FLAT_KEYS.items()}
+    return {name: _thaw(get_value(cfg, path)) for name, path in KEYS.items()}
 
 
 def config_from_dict(d: Mapping[str, Any]) -> TrainConfig:
