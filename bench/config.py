@@ -1,18 +1,38 @@
 """Training configs: a YAML file per teacher (`bench/configs/{tiny,ms,vc2}.yaml`) plus
 `key=value` overrides from the command line (torchtune style). Every value is validated
 before anything runs; a bad value is a clear error naming the key.
+
+A `TrainConfig` is frozen and made of sections, each the dataclass of the code that uses it:
+
+  distill   t2v_turbo_core.distillation.DistillationConfig (Algorithm 1, the reward mix)
+  lora      t2v_turbo_core.lora.LoraSettings (the student's adapter, its w projection)
+  optim     OptimSettings (bench/train.py's optimiser, schedule, batch, memory)
+  io        IOSettings (logging, checkpoints, which weights are exported)
+
+beside the run's identity (teacher, variant, reward models, seed) and its inputs (data,
+weights, and the T2V-Turbo-v2 block, whose keys bench/v2.py owns). Each default lives in its
+section's dataclass; the only one bench changes is mixed precision (bf16 for training runs).
+
+Keys are written flat, as the README, docs and YAML files do (`lr=1e-3`, `lora_rank=16`,
+`skip=5`: the table `FLAT_KEYS`), or by section (`optim.lr=1e-3`, `lora.rank=16`, a YAML
+`distill:` mapping). The flat names are also what run.json records ("config"), so every
+reader of a manifest, old or new, sees the same keys.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from t2v_turbo_core.rewards import DEFAULT_IMAGE_REWARD_FRAMES
+from t2v_turbo_core.distillation import DistillationConfig
+from t2v_turbo_core.lora import LoraSettings
 from bench import models as MODELS
 from bench.errors import BenchError
 
@@ -32,61 +52,102 @@ class ConfigError(BenchError, ValueError):
     """A config file, key or value that cannot be used (exit 2)."""
 
 
-@dataclass
-class TrainConfig:
-    """One training run of the ablation. Defaults are the paper's VideoCrafter2 setting;
-    the shipped YAML files set each teacher's values."""
+class FrozenMapping(dict):
+    """A read-only dict: the data / weights / v2 blocks of a frozen config (a dict, so JSON,
+    `dict(...)` and `isinstance(x, dict)` keep working; pickles for ablate's workers)."""
 
-    teacher: str = "vc2"
-    variant: str = "vcm+img+vid"
-    rm_vid: str = "internvid2"
-    rm_img: str = "hpsv21"  # hpsv21 | pickscore (real); image (tiny)
-    # optimisation
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("a config's mappings are read-only; make a new config (bench.config.with_values)")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _read_only
+
+    def __reduce__(self):
+        return (FrozenMapping, (dict(self),))
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return FrozenMapping({k: _thaw(v) for k, v in self.items()})
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping) and not isinstance(value, FrozenMapping):
+        return FrozenMapping({k: _freeze(v) for k, v in value.items()})
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    """A plain, mutable copy (what run.json and the trackers get)."""
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    """The optimiser, its schedule and what one step costs in memory (bench/train.py)."""
+
     steps: int = 10_000
     batch_size: int = 1
     lr: float = 1e-5
     lr_warmup: int = 0
     max_grad_norm: float = 1.0
     weight_decay: float = 0.0
-    seed: int = 0
-    mixed_precision: str = "bf16"
-    # student
-    lora_rank: int = 64
-    lora_alpha: float | None = None
-    lora_dropout: float = 0.1
-    # Algorithm 1
-    skip: int = 20  # k in raw timesteps (N = 1000 // k)
-    w_min: float = 5.0
-    w_max: float = 15.0
-    loss_type: str = "huber"
-    huber_c: float = 0.001
-    target: str = "ema"  # ema (paper, Algorithm 1) | online (released code: the student, no grad)
-    ema_decay: float = 0.95
-    # which weights become the run's student (student/adapter.safetensors): the online theta,
-    # or (target=ema only) the EMA theta^-
-    export_weights: str = "online"
-    # mixed reward feedback
-    beta_img: float = 1.0
-    beta_vid: float = 2.0
-    # paper: per-sample L_CD - beta_img R_img - beta_vid R_vid; released: the released code's
-    # 6/8 process split, emulated per step (see docs/recipe.md)
-    reward_weighting: str = "paper"
-    image_reward_frames: int = DEFAULT_IMAGE_REWARD_FRAMES  # M (paper 6, released v1 code 5)
-    video_reward_frames: int | None = None  # None: the video RM's own (ViCLIP 8, InternVid2 4)
-    # the student's w projection: zero (trained, starts as the teacher) | released (random, frozen, LoRA)
-    w_proj_init: str = "zero"
-    # memory
-    grad_checkpointing: bool = False  # the student UNet's own gradient checkpointing (VC2)
     optimizer: str = "adamw"  # adamw | adamw8bit (bitsandbytes, as the released code; not a dependency)
-    # bookkeeping
+    grad_checkpointing: bool = False  # the student UNet's own gradient checkpointing (VC2)
+
+
+@dataclass(frozen=True)
+class IOSettings:
+    """What a run writes: its log, its checkpoints, and which weights become its student."""
+
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     log_every: int = 10
+    # which weights become the run's student (student/adapter.safetensors): the online theta,
+    # or (target=ema only) the EMA theta^-
+    export_weights: str = "online"
+
+
+def _training_distillation() -> DistillationConfig:
+    # The core's defaults (the paper's VideoCrafter2 setting), trained in bf16 where CUDA is.
+    return DistillationConfig(mixed_precision="bf16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run of the ablation. Defaults are the paper's VideoCrafter2 setting (the
+    sections' own); the shipped YAML files set what each teacher changes.
+
+    Flat names read through to their section (`cfg.lr` is `cfg.optim.lr`; `FLAT_KEYS`).
+    """
+
+    teacher: str = "vc2"
+    variant: str = "vcm+img+vid"
+    rm_vid: str = "internvid2"
+    rm_img: str = "hpsv21"  # hpsv21 | pickscore (real); image (tiny)
+    seed: int = 0
+    distill: DistillationConfig = field(default_factory=_training_distillation)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    optim: OptimSettings = field(default_factory=OptimSettings)
+    io: IOSettings = field(default_factory=IOSettings)
     # data and weights for real teachers (paths; the tiny world needs none)
-    data: dict[str, Any] = field(default_factory=dict)
-    weights: dict[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=FrozenMapping)
+    weights: Mapping[str, Any] = field(default_factory=FrozenMapping)
     # T2V-Turbo-v2: training from a precomputed teacher cache (keys: bench/v2.py); empty for v1
-    v2: dict[str, Any] = field(default_factory=dict)
+    v2: Mapping[str, Any] = field(default_factory=FrozenMapping)
+
+    def __post_init__(self):
+        for name in MAPPINGS:
+            object.__setattr__(self, name, _freeze(getattr(self, name)))
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names that are not fields: the flat aliases of section fields.
+        path = FLAT_KEYS.get(name)
+        if path is None or path[0] is None:
+            raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+        return getattr(object.__getattribute__(self, path[0]), path[1])
 
     # --- derived ---------------------------------------------------------------------------
     @property
@@ -97,23 +158,16 @@ class TrainConfig:
     def uses_video_reward(self) -> bool:
         return "vid" in self.variant.split("+")
 
-    def distillation_config(self):
-        from t2v_turbo_core.distillation import DistillationConfig
-
-        return DistillationConfig(
-            skip=self.skip, w_min=self.w_min, w_max=self.w_max, loss_type=self.loss_type, huber_c=self.huber_c,
-            target=self.target, ema_decay=self.ema_decay,
-            beta_img=self.beta_img if self.uses_image_reward else 0.0,
-            beta_vid=self.beta_vid if self.uses_video_reward else 0.0,
-            reward_weighting=self.reward_weighting,
-            image_reward_frames=self.image_reward_frames, video_reward_frames=self.video_reward_frames,
-            mixed_precision=self.mixed_precision,
+    def distillation_config(self) -> DistillationConfig:
+        """The distill section as Algorithm 1 runs it: a reward the variant does not use weighs 0."""
+        return dataclasses.replace(
+            self.distill,
+            beta_img=self.distill.beta_img if self.uses_image_reward else 0.0,
+            beta_vid=self.distill.beta_vid if self.uses_video_reward else 0.0,
         )
 
-    def lora_settings(self):
-        from t2v_turbo_core.lora import LoraSettings
-
-        return LoraSettings(rank=self.lora_rank, alpha=self.lora_alpha, dropout=self.lora_dropout, w_proj_init=self.w_proj_init)
+    def lora_settings(self) -> LoraSettings:
+        return self.lora
 
     def recipe(self) -> dict[str, Any]:
         """The conventions where the paper and the released code differ, as this run resolved
@@ -161,11 +215,7 @@ class TrainConfig:
             errors.append(f"export_weights={self.export_weights!r} (one of {', '.join(EXPORT_WEIGHTS)})")
         elif self.export_weights == "ema" and self.target != "ema":
             errors.append("export_weights=ema needs target=ema (with target=online there are no EMA weights)")
-        if self.w_proj_init not in ("zero", "released"):
-            errors.append(f"w_proj_init={self.w_proj_init!r} (zero or released)")
-        if not isinstance(self.grad_checkpointing, bool):
-            errors.append(f"grad_checkpointing={self.grad_checkpointing!r} (true or false)")
-        elif self.grad_checkpointing and self.teacher not in GRAD_CHECKPOINTING_TEACHERS:
+        if self.grad_checkpointing and self.teacher not in GRAD_CHECKPOINTING_TEACHERS:
             errors.append(f"grad_checkpointing=true: the {self.teacher} student's UNet (diffusers' UNet3DConditionModel) "
                           f"has no gradient checkpointing; only {', '.join(GRAD_CHECKPOINTING_TEACHERS)} supports it")
         if self.video_reward_frames is not None and self.video_reward_frames < 1:
@@ -196,6 +246,95 @@ def _v2_recipe(cfg: "TrainConfig") -> dict[str, Any]:
     return recipe(cfg)
 
 
+# --- the keys -------------------------------------------------------------------------------
+
+SECTIONS = {"distill": DistillationConfig, "lora": LoraSettings, "optim": OptimSettings, "io": IOSettings}
+MAPPINGS = ("data", "weights", "v2")  # free-form blocks: `data.annotations=...` sets one of their keys
+# Fixed by the models, not training knobs: the student's w embedding width, the consistency
+# boundary conditions' sigma_data and timestep scaling (kept at the core's values, not recorded).
+FIXED = {("distill", "guidance_embedding_dim"), ("distill", "sigma_data"), ("distill", "timestep_scaling")}
+# Flat name -> (section, field); section None: a field of TrainConfig itself. In run.json's order.
+FLAT_KEYS: dict[str, tuple[str | None, str]] = {
+    "teacher": (None, "teacher"), "variant": (None, "variant"), "rm_vid": (None, "rm_vid"), "rm_img": (None, "rm_img"),
+    **{k: ("optim", k) for k in ("steps", "batch_size", "lr", "lr_warmup", "max_grad_norm", "weight_decay")},
+    "seed": (None, "seed"),
+    "mixed_precision": ("distill", "mixed_precision"),
+    **{f"lora_{k}": ("lora", k) for k in ("rank", "alpha", "dropout")},
+    **{k: ("distill", k) for k in ("skip", "w_min", "w_max", "loss_type", "huber_c", "target", "ema_decay")},
+    "export_weights": ("io", "export_weights"),
+    **{k: ("distill", k) for k in ("beta_img", "beta_vid", "reward_weighting", "image_reward_frames", "video_reward_frames")},
+    "w_proj_init": ("lora", "w_proj_init"),
+    **{k: ("optim", k) for k in ("grad_checkpointing", "optimizer")},
+    **{k: ("io", k) for k in ("checkpoint_every", "keep_checkpoints", "log_every")},
+    **{k: (None, k) for k in MAPPINGS},
+}
+# A section field added later without a flat name is set, and recorded in run.json, by its
+# section name (`distill.new_field`).
+KEYS: dict[str, tuple[str | None, str]] = {
+    **FLAT_KEYS,
+    **{f"{s}.{f.name}": (s, f.name) for s, c in SECTIONS.items() for f in dataclasses.fields(c)
+       if (s, f.name) not in FIXED and (s, f.name) not in FLAT_KEYS.values()},
+}
+# Every key a config accepts, flat or by section (`optim.lr`), -> its (section, field).
+PATHS: dict[str, tuple[str | None, str]] = {**KEYS, **{f"{s}.{f}": (s, f) for s, f in KEYS.values() if s}}
+
+
+def _declared_types() -> dict[tuple[str | None, str], Any]:
+    hints = {(None, name): tp for name, tp in typing.get_type_hints(TrainConfig).items()}
+    for section, cls in SECTIONS.items():
+        hints.update({(section, name): tp for name, tp in typing.get_type_hints(cls).items()})
+    return {path: hints[path] for path in KEYS.values()}
+
+
+def _kinds(annotation: Any) -> set:
+    """The types a declared annotation allows ({int, NoneType} for `int | None`)."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return set().union(*(_kinds(a) for a in typing.get_args(annotation)))
+    origin = typing.get_origin(annotation)
+    if origin is not None and isinstance(origin, type) and issubclass(origin, Mapping):
+        return {Mapping}
+    return {annotation}
+
+
+KINDS: dict[tuple[str | None, str], set] = {path: _kinds(tp) for path, tp in _declared_types().items()}
+
+
+def _path(key: str) -> tuple[str | None, str]:
+    path = PATHS.get(key)
+    if path is None:
+        raise ConfigError(f"unknown config key {key!r}; known: {', '.join(sorted(KEYS))}")
+    return path
+
+
+def flat_name(path: tuple[str | None, str]) -> str:
+    """The name a key is recorded under: its flat name, else `section.field`."""
+    return next(k for k, p in KEYS.items() if p == path)
+
+
+def get_value(cfg: TrainConfig, path: tuple[str | None, str]) -> Any:
+    section, name = path
+    return getattr(cfg if section is None else getattr(cfg, section), name)
+
+
+def with_values(cfg: TrainConfig, values: Mapping[str, Any]) -> TrainConfig:
+    """A new config with `values` (flat or dotted section keys) in place; values are not checked
+    here (`validate` does that, with every problem at once)."""
+    top: dict[str, Any] = {}
+    per_section: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        section, name = _path(key)
+        if section is None:
+            top[name] = value
+        else:
+            per_section.setdefault(section, {})[name] = value
+    for section, changes in per_section.items():
+        try:
+            top[section] = dataclasses.replace(getattr(cfg, section), **changes)
+        except (TypeError, ValueError) as err:  # LoraSettings checks w_proj_init when it is made
+            raise ConfigError(f"invalid config: {err}") from err
+    return dataclasses.replace(cfg, **top)
+
+
 # Ranges of the numeric keys (lo, hi, lo_open, hi_open); None: unbounded on that side.
 # Every other int/float key is still checked for its type and for being finite.
 NUMERIC_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
@@ -217,76 +356,103 @@ NUMERIC_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
 
 
 def _type_and_range_errors(cfg: "TrainConfig") -> list[str]:
-    """Every int/float key: of its declared type (a YAML `1e-5` is a string), finite, in range."""
+    """Every key against its declared type (a YAML `1e-5` is a string); numbers finite, in range."""
     from bench.validate import number_problem
 
     errors = []
-    for f in fields(cfg):
-        value, text = getattr(cfg, f.name), str(f.type)
-        if value is None and "None" in text:
+    for name, path in KEYS.items():
+        value, kinds = get_value(cfg, path), KINDS[path]
+        if value is None and type(None) in kinds:
             continue
-        kinds = {t.strip() for t in text.replace("Optional[", "").replace("]", "").split("|")}
-        if kinds & {"int", "float"}:
-            integer = "float" not in kinds
-            lo, hi, lo_open, hi_open = NUMERIC_RANGES.get(f.name, (None, None, False, False))
-            problem = number_problem(value, lo, hi, lo_open=lo_open, hi_open=hi_open, integer=integer)
+        if kinds & {int, float}:
+            lo, hi, lo_open, hi_open = NUMERIC_RANGES.get(name, (None, None, False, False))
+            problem = number_problem(value, lo, hi, lo_open=lo_open, hi_open=hi_open, integer=float not in kinds)
             if problem:
-                errors.append(f"{f.name}={value!r} {problem}")
-        elif kinds == {"str"} and not isinstance(value, str):
-            errors.append(f"{f.name}={value!r} must be a string")
-        elif kinds == {"bool"} and not isinstance(value, bool):
-            errors.append(f"{f.name}={value!r} must be true or false")
-        elif text.startswith("dict") and not isinstance(value, dict):
-            errors.append(f"{f.name}={value!r} must be a mapping")
+                errors.append(f"{name}={value!r} {problem}")
+        elif kinds == {str} and not isinstance(value, str):
+            errors.append(f"{name}={value!r} must be a string")
+        elif kinds == {bool} and not isinstance(value, bool):
+            errors.append(f"{name}={value!r} must be true or false")
+        elif kinds == {Mapping} and not isinstance(value, Mapping):
+            errors.append(f"{name}={value!r} must be a mapping")
     return errors
 
 
-def _coerce(value: str, annotation: Any, key: str) -> Any:
-    text = str(annotation)
-    if value.lower() in ("none", "null") and ("None" in text or "Optional" in text):
+def _coerce(value: str, path: tuple[str | None, str], key: str, current: Any = None) -> Any:
+    """A command-line string as the key's declared type (that of its current value); a clear
+    error where it is not one."""
+    kinds = KINDS[path]
+    if value.lower() in ("none", "null") and type(None) in kinds:
         return None
     try:
-        if "dict" in text:
+        if Mapping in kinds:
             parsed = yaml.safe_load(value)
             if not isinstance(parsed, dict):
                 raise ValueError("expected a mapping")
             return parsed
-        if "bool" in text:
+        if bool in kinds:
             if value.lower() in ("1", "true", "yes"):
                 return True
             if value.lower() in ("0", "false", "no"):
                 return False
             raise ValueError("expected true/false")
-        if "int" in text and "float" not in text:
+        if int in kinds and float not in kinds:
             return int(value)
-        if "float" in text:
+        if float in kinds:
             return float(value)
         return value
     except ValueError as err:
-        raise ConfigError(f"{key}={value!r}: {err}") from err
+        wanted = " or ".join(sorted(_KIND_NAMES.get(k, getattr(k, "__name__", str(k))) for k in kinds))
+        raise ConfigError(f"{key}={value!r}: expected {wanted} (like the current value {current!r}): {err}") from err
+
+
+_KIND_NAMES = {int: "an integer", float: "a number", bool: "true/false", str: "a string", Mapping: "a mapping",
+               type(None): "none"}
 
 
 def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
-    """`key=value` pairs; nested data/weights keys as `data.csv=/path` or `weights.hpsv21=/p`."""
-    known = {f.name: f for f in fields(TrainConfig)}
+    """`key=value` pairs (flat, or by section: `optim.lr=1e-3`); a key of a free-form block as
+    `data.annotations=/path`, `weights.hpsv21=/p` or `v2.motion_gs=0`."""
     updates: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value")
         key, value = item.split("=", 1)
         key = key.strip().replace("-", "_")
-        if "." in key:
-            top, sub = key.split(".", 1)
-            if top not in ("data", "weights", "v2"):
-                raise ConfigError(f"unknown config key {key!r}")
+        top, _, sub = key.partition(".")
+        if sub and top in MAPPINGS:
             nested = dict(updates.get(top, getattr(cfg, top)))
             nested[sub] = value
             updates[top] = nested
             continue
-        if key not in known:
-            raise ConfigError(f"unknown config key {key!r}; known: {', '.join(sorted(known))}")
-        updates[key] = _coerce(value, known[key].type, key)
-    return dataclasses.replace(cfg, **updates)
+        if sub and top not in SECTIONS:
+            raise ConfigError(f"unknown config key {key!r}")
+        path = _path(key)
+        updates[flat_name(path)] = _coerce(value, path, key, get_value(cfg, path))
+    return with_values(cfg, updates)
+
+
+def _flatten(raw: Mapping[str, Any], where: str, strict: bool = True) -> dict[str, Any]:
+    """A YAML or run.json mapping -> flat keys; a section may be written as a nested mapping
+    (`distill: {skip: 5}`). strict: an unknown key is an error (else it is dropped: a
+    manifest written by another version)."""
+    flat: dict[str, Any] = {}
+    unknown = []
+    for key, value in raw.items():
+        if key in SECTIONS and isinstance(value, Mapping):
+            for sub, v in value.items():
+                path = PATHS.get(f"{key}.{sub}")
+                if path is None:
+                    unknown.append(f"{key}.{sub}")
+                else:
+                    flat[flat_name(path)] = v
+        elif key in PATHS:
+            flat[flat_name(PATHS[key])] = value
+        else:
+            unknown.append(str(key))
+    if unknown and strict:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    return flat
 
 
 def load_config(name_or_path: str | Path = "tiny", overrides: list[str] | None = None, **explicit: Any) -> TrainConfig:
@@ -302,12 +468,11 @@ def load_config(name_or_path: str | Path = "tiny", overrides: list[str] | None =
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}")
-    cfg = TrainConfig(**raw)
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in explicit.items() if v is not None})
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(raw).__name__}")
+    values = _flatten(raw, str(path))
+    values.update({k: v for k, v in explicit.items() if v is not None})
+    cfg = with_values(TrainConfig(), values)
     cfg = apply_overrides(cfg, overrides or [])
     cfg = canonical_names(cfg)
     cfg.validate()
@@ -324,9 +489,11 @@ def canonical_names(cfg: TrainConfig) -> TrainConfig:
 
 
 def config_to_dict(cfg: TrainConfig) -> dict:
-    return dataclasses.asdict(cfg)
+    """The resolved config under its flat names (what run.json records as "config")."""
+    return {name: _thaw(get_value(cfg, path)) for name, path in KEYS.items()}
 
 
-def config_from_dict(d: dict) -> TrainConfig:
-    known = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in d.items() if k in known})
+def config_from_dict(d: Mapping[str, Any]) -> TrainConfig:
+    """A config back from run.json; keys it does not know are dropped, keys it lacks (a run made
+    before they existed) take their defaults, as that run did."""
+    return with_values(TrainConfig(), _flatten(d, "run.json config", strict=False))

@@ -51,7 +51,7 @@ def effective_loss_weights(config: "DistillationConfig") -> tuple[float, float, 
     return 1.0, config.beta_img, config.beta_vid
 
 
-@dataclass
+@dataclass(frozen=True)
 class DistillationConfig:
     """Hyper-parameters of Algorithm 1 (defaults: the paper's VideoCrafter2 setting)."""
 

@@ -19,6 +19,8 @@ from torch import nn
 
 from t2v_turbo_core.models import cached_dtype, predict_noise
 from t2v_turbo_core.schedule import (
+    LCM_ORIGIN_STEPS,
+    STUDENT_GUIDANCE_SCALE,
     NoiseSchedule,
     boundary_scalings,
     ddim_step,
@@ -56,8 +58,8 @@ def consistency_sample(
     shape: Sequence[int],
     schedule: NoiseSchedule,
     num_steps: int = 4,
-    guidance_scale: float = 7.5,
-    origin_steps: int = 50,
+    guidance_scale: float = STUDENT_GUIDANCE_SCALE,
+    origin_steps: int = LCM_ORIGIN_STEPS,
     spacing: str = "strided",
     generator: Generators = None,
     latents: torch.Tensor | None = None,

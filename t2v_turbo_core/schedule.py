@@ -14,6 +14,10 @@ import numpy as np
 import torch
 
 NUM_TRAIN_TIMESTEPS = 1000
+# L of a v1 student's LCM origin grid: its distillation grid for k = 20 (a v2 student, k = 5, uses 200).
+LCM_ORIGIN_STEPS = 50
+# The embedded guidance scale w a student samples with unless told otherwise (T2V-Turbo's inference default).
+STUDENT_GUIDANCE_SCALE = 7.5
 
 
 def scaled_linear_betas(
@@ -120,7 +124,7 @@ def sampling_timesteps(
 
 def lcm_timesteps(
     num_steps: int,
-    origin_steps: int = 50,
+    origin_steps: int = LCM_ORIGIN_STEPS,
     num_train_timesteps: int = NUM_TRAIN_TIMESTEPS,
     spacing: str = "strided",
 ) -> list[int]:

@@ -51,7 +51,7 @@ VBENCH_EVALUATORS: Mapping[str, tuple[Network, ...]] = {
     "overall_consistency": (_VICLIP,),
 }
 
-# The tiny world's evaluators (bench/tinyworld/score.py, weights in bench/tinyworld/zoo/).
+# The tiny world's evaluators (bench/tinyworld/score/, weights in bench/tinyworld/zoo/).
 _PROBE = Network("tiny zoo eval_probe.safetensors", "tiny-frame-probe")
 _CLIP_PROBE = Network("tiny zoo eval_clip.safetensors", "tiny-clip-probe")
 _QUALITY = Network("tiny zoo eval_quality.safetensors", "tiny-quality-net")

@@ -52,7 +52,7 @@ def _read_benchmark(folder: Path) -> str:
     return benchmark
 
 
-HARNESS_SCORING = Path(".bench") / "scoring.json"  # bench/vbench/score.py's per-dimension record
+HARNESS_SCORING = Path(".bench") / "scoring.json"  # bench/vbench/score/'s per-dimension record
 
 
 def _protocol_notes(folder: Path, dimensions: Sequence[str]) -> tuple[str, ...]:

@@ -1,7 +1,7 @@
 """`bench score ...`: score a folder of generated videos with one benchmark.
 
 This module owns the `score` sub-app; each benchmark's command lives in its own module
-(`bench/vbench/score.py`, `bench/tinyworld/score.py`), named in the benchmark registry
+(`bench/vbench/score/`, `bench/tinyworld/score/`), named in the benchmark registry
 (`bench/scoring/registry.py`), and is attached here.
 """
 

@@ -1,6 +1,6 @@
 """How well the tiny benchmark's evaluators read the world: accuracy on held-out renders.
 
-The tiny benchmark (bench/tinyworld/score.py) is only as good as its evaluators, so their
+The tiny benchmark (bench/tinyworld/score/) is only as good as its evaluators, so their
 accuracy is measured on freshly rendered clips whose ground truth is known exactly
 (bench/tinyworld/labels.py) and which no evaluator was trained on: clips are drawn from the
 training distribution (`world.sample_scene`) with numpy seeds [seed, i], and training drew

@@ -208,7 +208,7 @@ def test_generate_killed_at_a_write_resumes_to_the_same_videos(point, student, s
     if point == "while a video is written":
         monkeypatch.setattr("bench.video_io.write_mp4", write)
     else:
-        monkeypatch.setattr(G, "_append_record", append)
+        monkeypatch.setattr("bench.generate.videos._append_record", append)  # where generate_videos looks it up
     with pytest.raises(Killed):
         _generate(student, out)
     monkeypatch.undo()
@@ -304,7 +304,7 @@ def test_score_tiny_killed_between_result_files_resumes_to_the_same_results(kill
             raise Killed
         real(path, data)
 
-    monkeypatch.setattr(st, "_atomic_write_json", write)
+    monkeypatch.setattr(st.outputs, "_atomic_write_json", write)  # where score_tiny looks it up
     with pytest.raises(Killed):
         st.score_tiny(score_videos, out, SCORE_DIMS, zoo=random_zoo)
     monkeypatch.undo()
@@ -322,7 +322,7 @@ def test_score_tiny_interrupted_mid_evaluation_resumes(score_videos, straight_sc
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(st, "_frame_pass", interrupted)
+    monkeypatch.setattr(st.evaluation, "_frame_pass", interrupted)  # where _evaluate looks it up
     result = CliRunner().invoke(app, ["score", "tiny", "--videos-dir", str(score_videos), "--out", str(out),
                                       "--zoo", str(random_zoo), *[x for d in SCORE_DIMS for x in ("-d", d)]])
     assert result.exit_code == 130 and "resume" in result.output

@@ -303,15 +303,15 @@ def test_env_location_follows_the_env_var(monkeypatch, tmp_path):
     assert vbench_env.env_dir() == tmp_path / "elsewhere"
 
 
-def test_a_failing_vbench_run_shows_the_log_tail_and_exits_non_zero(tmp_path, isolated_caches, monkeypatch):
-    """The driver is swapped for a script that fails, run by this interpreter."""
-    _, env_dir = isolated_caches
+def _score_with_fake_vbench(tmp_path, env_dir, monkeypatch, driver_source: str):
+    """`bench score vbench -d temporal_flickering` with VBench's environment as this interpreter
+    and its driver swapped for `driver_source`; (the CLI's result, the output folder)."""
     (env_dir / "bin").mkdir(parents=True)
     (env_dir / "bin" / "python").symlink_to(sys.executable)
-    monkeypatch.setattr(score_vbench, "_install_env_with_progress", lambda: vbench_env.VBenchEnv(env_dir))
+    monkeypatch.setattr(score_vbench.flow, "_install_env_with_progress", lambda: vbench_env.VBenchEnv(env_dir))
     fake_driver = tmp_path / "driver.py"
-    fake_driver.write_text("import sys\nprint('loading things')\nprint('Boom: decoder exploded', file=sys.stderr)\nsys.exit(1)\n")
-    monkeypatch.setattr(score_vbench, "DRIVER", fake_driver)
+    fake_driver.write_text(driver_source)
+    monkeypatch.setattr(score_vbench.running, "DRIVER", fake_driver)
     videos = tmp_path / "videos"
     _touch_videos(videos, "temporal_flickering")
     out = tmp_path / "out"
@@ -319,6 +319,14 @@ def test_a_failing_vbench_run_shows_the_log_tail_and_exits_non_zero(tmp_path, is
         _app(), ["score", "vbench", "--videos-dir", str(videos), "-d", "temporal_flickering",
                  "--out", str(out), "--device", "cpu"],
     )
+    return result, out
+
+
+def test_a_failing_vbench_run_shows_the_log_tail_and_exits_non_zero(tmp_path, isolated_caches, monkeypatch):
+    """The driver is swapped for a script that fails, run by this interpreter."""
+    result, out = _score_with_fake_vbench(
+        tmp_path, isolated_caches[1], monkeypatch,
+        "import sys\nprint('loading things')\nprint('Boom: decoder exploded', file=sys.stderr)\nsys.exit(1)\n")
     assert result.exit_code == 1, result.output
     assert "VBench failed on temporal_flickering (exit 1)" in result.output
     assert "Boom: decoder exploded" in result.output  # the log's tail
@@ -329,23 +337,10 @@ def test_a_failing_vbench_run_shows_the_log_tail_and_exits_non_zero(tmp_path, is
 
 def test_a_nan_result_is_not_published(tmp_path, isolated_caches, monkeypatch):
     """VBench 'succeeds' with a nan aggregate when no video could be read."""
-    _, env_dir = isolated_caches
-    (env_dir / "bin").mkdir(parents=True)
-    (env_dir / "bin" / "python").symlink_to(sys.executable)
-    monkeypatch.setattr(score_vbench, "_install_env_with_progress", lambda: vbench_env.VBenchEnv(env_dir))
-    fake_driver = tmp_path / "driver.py"
-    fake_driver.write_text(
+    result, out = _score_with_fake_vbench(
+        tmp_path, isolated_caches[1], monkeypatch,
         "import sys, pathlib\n"
         "out = pathlib.Path(sys.argv[sys.argv.index('--output-dir') + 1])\n"
-        "(out / 'temporal_flickering_eval_results.json').write_text('{\"temporal_flickering\": [NaN, []]}')\n"
-    )
-    monkeypatch.setattr(score_vbench, "DRIVER", fake_driver)
-    videos = tmp_path / "videos"
-    _touch_videos(videos, "temporal_flickering")
-    out = tmp_path / "out"
-    result = CliRunner().invoke(
-        _app(), ["score", "vbench", "--videos-dir", str(videos), "-d", "temporal_flickering",
-                 "--out", str(out), "--device", "cpu"],
-    )
+        "(out / 'temporal_flickering_eval_results.json').write_text('{\"temporal_flickering\": [NaN, []]}')\n")
     assert result.exit_code == 1 and "nan aggregate" in result.output
     assert not (out / "temporal_flickering_eval_results.json").exists()

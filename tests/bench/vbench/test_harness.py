@@ -87,7 +87,7 @@ def harness(tmp_path, monkeypatch):
     (env_dir / "bin" / "python").symlink_to(sys.executable)
     monkeypatch.setenv(vbench_env.ENV_VAR, str(env_dir))
     fake_env = vbench_env.VBenchEnv(env_dir)
-    monkeypatch.setattr(score_vbench, "_install_env_with_progress", lambda: fake_env)
+    monkeypatch.setattr(score_vbench.flow, "_install_env_with_progress", lambda: fake_env)
 
     def no_install(*_a, **_k):
         raise AssertionError("this test must not build a VBench env")
@@ -95,7 +95,7 @@ def harness(tmp_path, monkeypatch):
     monkeypatch.setattr(vbench_env, "ensure_env", no_install)
     driver = tmp_path / "fake_driver.py"
     driver.write_text(FAKE_DRIVER)
-    monkeypatch.setattr(score_vbench, "DRIVER", driver)
+    monkeypatch.setattr(score_vbench.running, "DRIVER", driver)
     record = tmp_path / "driver-calls.jsonl"
     monkeypatch.setenv("FAKE_RECORD", str(record))
     return {"cache": cache, "record": record, "tmp": tmp_path}
@@ -258,7 +258,7 @@ def test_devices_run_different_dimensions_at_the_same_time(harness, tmp_path, mo
 
 def test_a_cuda_index_is_passed_as_the_only_visible_gpu(harness, tmp_path, monkeypatch):
     """`--devices 0,1`: each worker's VBench sees one GPU, as `cuda` (VBench's launcher's device)."""
-    monkeypatch.setattr(score_vbench, "default_device", lambda: "cuda")
+    monkeypatch.setattr(score_vbench.inputs, "default_device", lambda: "cuda")
     videos = tmp_path / "videos"
     for d in ("temporal_flickering", "dynamic_degree"):
         _videos(videos, d)
