@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from bench.generate import DEFAULT_STUDENT_GUIDANCE
 from bench.validate import json_safe
 
 TEACHER = "teacher"
+# Under work_dir: the training steps the variants share while they train (`bench.step_cache`).
+SHARED_STEPS_DIR = "shared-steps"
 
 
 @dataclass
@@ -233,9 +236,11 @@ def run_job(spec_dict: dict, entry: dict, queue: Any = None) -> dict:
 
             # One TensorBoard log directory for the whole ablation (WORK_DIR/tensorboard/<model>/):
             # `tensorboard --logdir WORK_DIR/tensorboard` overlays every variant's curves.
+            # The variants' jobs share each step's batch and teacher pass (`bench.step_cache`):
+            # the first to reach a step computes it, the others read it; bit for bit the same.
             train(cfg, run_dir, resume=status is not None, device="cpu" if not torch.cuda.is_available() else None,
                   on_step=lambda step, logs: report("train", step, cfg.steps),
-                  tracker_dir=Path(spec.work_dir) / TENSORBOARD_DIR)
+                  tracker_dir=Path(spec.work_dir) / TENSORBOARD_DIR, shared_steps=Path(spec.work_dir) / SHARED_STEPS_DIR)
         timings["train_seconds"] = float(read_run(run_dir).get("train_seconds", time.time() - t0))
         bundle, unet, _ = load_run_student(run_dir, device=generation_device(cfg))
     label, score_label = _labels(spec, teacher)
@@ -697,6 +702,8 @@ def run_ablation(spec: AblationSpec, console: Any = None) -> list[Path]:
                         raise AblationError(f"{e['name']} failed: {err}{detail}", code=code or 1) from err
                     progress.update(tasks[e["name"]], stage="done")
     entries_done = [results[e["name"]] for e in entries]
+    # Every training is finished: the shared steps are no longer needed (tens of MB).
+    shutil.rmtree(Path(spec.work_dir) / SHARED_STEPS_DIR, ignore_errors=True)
     write_json_atomic(state_path, {**json.loads(state_path.read_text()), "finished": True, "models": json_safe(entries_done),
                                    "wall_seconds": round(time.time() - t0, 1)})
     return write_ablation_report(spec, entries_done)
