@@ -307,13 +307,8 @@ class ConsistencyDistiller:
         # must not happen after they have been used in the graph of this step.
         target = record = None
         if terms != "vid":
-            if teacher_record is not None and teacher_record.matches(z_start, t_start, text_embedding):
-                record = teacher_record
-            else:
-                record = TeacherRecord(z_start.detach(), t_start.detach(), text_embedding,
-                                       self._teacher_eps(z_start, t_start, text_embedding, uncond, device))
-            target = self._target_from_eps(z_start, record.eps.to(device), t_start, t_end, text_embedding, w_b, w_emb,
-                                           c_skip_end, c_out_end, dtype, device)
+            target, record = self._target_with(teacher_record, z_start, t_start, t_end, text_embedding, uncond, w_b, w_emb,
+                                               c_skip_end, c_out_end, dtype, device)
 
         with self._autocast(device):
             eps = predict_noise(self.student, z_start, t_start, text_embedding, w_emb, **self.unet_kwargs)
@@ -361,31 +356,34 @@ class ConsistencyDistiller:
             teacher_record=record,
         )
 
-    def _teacher_eps(self, z_start, t_start, text_embedding, uncond, device) -> torch.Tensor:
-        """The frozen teacher's conditional and unconditional eps at z_{t_{n+k}}, in one call (no grad)."""
-        with torch.no_grad(), self._autocast(device), _eval_mode(self.student, self.teacher, submodules=self._lists()[0]):
-            net = self.student if self.teacher is None else self.teacher
-            with self._teacher_context():
-                return predict_noise(
-                    net,
-                    torch.cat([z_start, z_start]),
-                    torch.cat([t_start, t_start]),
-                    torch.cat([text_embedding, uncond]),
-                    None,
-                    **self.unet_kwargs,
-                ).float()
+    def _teacher_eps(self, z_start, t_start, text_embedding, uncond) -> torch.Tensor:
+        """The frozen teacher's conditional and unconditional eps at z_{t_{n+k}}, in one call.
+        Called inside `_target_with`'s no-grad, eval-mode context."""
+        net = self.student if self.teacher is None else self.teacher
+        with self._teacher_context():
+            return predict_noise(
+                net,
+                torch.cat([z_start, z_start]),
+                torch.cat([t_start, t_start]),
+                torch.cat([text_embedding, uncond]),
+                None,
+                **self.unet_kwargs,
+            ).float()
 
     def _target(self, z_start, t_start, t_end, text_embedding, uncond, w_b, w_emb, c_skip_end, c_out_end, dtype, device):
         """The teacher's one DDIM step z_{t_{n+k}} -> z_hat_{t_n}, then f_{theta^-} there (no grad)."""
-        eps_both = self._teacher_eps(z_start, t_start, text_embedding, uncond, device)
-        return self._target_from_eps(z_start, eps_both, t_start, t_end, text_embedding, w_b, w_emb, c_skip_end, c_out_end,
-                                     dtype, device)
+        return self._target_with(None, z_start, t_start, t_end, text_embedding, uncond, w_b, w_emb, c_skip_end, c_out_end,
+                                 dtype, device)[0]
 
-    def _target_from_eps(self, z_start, eps_both, t_start, t_end, text_embedding, w_b, w_emb, c_skip_end, c_out_end, dtype,
-                         device):
-        """`_target` given the teacher's [cond; uncond] eps at z_{t_{n+k}} (computed now or read from a record)."""
+    def _target_with(self, record, z_start, t_start, t_end, text_embedding, uncond, w_b, w_emb, c_skip_end, c_out_end, dtype,
+                     device) -> tuple[torch.Tensor, TeacherRecord]:
+        """(`_target`, the teacher's pass as a `TeacherRecord`): from `record` where it is this
+        step's (same z_{t_{n+k}}, t_{n+k}, text), else computed here."""
         with torch.no_grad(), self._autocast(device), _eval_mode(self.student, self.teacher, submodules=self._lists()[0]):
-            eps_c, eps_u = eps_both.chunk(2)
+            if record is None or not record.matches(z_start, t_start, text_embedding):
+                record = TeacherRecord(z_start.detach(), t_start.detach(), text_embedding.detach(),
+                                       self._teacher_eps(z_start, t_start, text_embedding, uncond))
+            eps_c, eps_u = record.eps.to(device).chunk(2)
             x0_c = self.schedule.pred_original_sample(eps_c, t_start, z_start)
             x0_u = self.schedule.pred_original_sample(eps_u, t_start, z_start)
             # LCM's form of classifier-free guidance, applied to both x0 and eps.
@@ -397,7 +395,7 @@ class ConsistencyDistiller:
             with swap:
                 eps_target = predict_noise(self.student, z_end, t_end, text_embedding, w_emb, **self.unet_kwargs).float()
             x0_target = self.schedule.pred_original_sample(eps_target, t_end, z_end)
-            return c_skip_end * z_end + c_out_end * x0_target
+            return c_skip_end * z_end + c_out_end * x0_target, record
 
     def update_target(self) -> None:
         """Algorithm 1's theta^- <- stopgrad(mu theta^- + (1 - mu) theta); no-op for 'online'."""
