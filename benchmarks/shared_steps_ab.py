@@ -51,7 +51,8 @@ def _run(src: Path, variant: str, steps: int, run_dir: Path, shared: str) -> dic
         rows = list(csv.DictReader(fh))
     secs = [float(r["seconds"]) for r in rows]
     losses = [[r[k] for k in r if k != "seconds"] for r in rows]
-    return {"wall": wall, "seconds_per_step": (secs[-1] - secs[0]) / (len(secs) - 1), "losses": losses}
+    read = json.loads((run_dir / "run.json").read_text()).get("shared_steps_read")  # None: the baseline tree
+    return {"wall": wall, "seconds_per_step": (secs[-1] - secs[0]) / (len(secs) - 1), "losses": losses, "shared_steps_read": read}
 
 
 def main(argv=None) -> int:
@@ -85,7 +86,8 @@ def main(argv=None) -> int:
             n = statistics.median(x["seconds_per_step"] for x in new)
             row = {"variant": variant, "role": "reads the shared steps", "old_seconds_per_step": o, "new_seconds_per_step": n,
                    "old_all": [x["seconds_per_step"] for x in old], "new_all": [x["seconds_per_step"] for x in new],
-                   "speedup": o / n, "losses_identical": all(x["losses"] == old[0]["losses"] for x in old + new)}
+                   "speedup": o / n, "losses_identical": all(x["losses"] == old[0]["losses"] for x in old + new),
+                   "shared_steps_read": [x["shared_steps_read"] for x in new]}
             rows.append(row)
             print(f"{variant:<22}: old {o:.3f} s/step, new {n:.3f} s/step, {o / n:.3f}x, losses identical: {row['losses_identical']}",
                   flush=True)

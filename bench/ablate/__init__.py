@@ -615,6 +615,9 @@ def plan_entries(spec: AblationSpec) -> list[dict]:
 # one training sample-step of VCM at batch 8 (~1.2 s per step), the share each reward model adds
 # to it (T2V-Turbo with both: ~1.25x VCM), and one network evaluation of one video at 32 videos
 # per call (the teacher's 50-step CFG: 100 NFE per video). Only the order depends on them.
+# The shared steps (`bench.step_cache`) make every training after the first cheaper by the same
+# seconds per step (its batch and teacher pass are read), so they leave this order unchanged:
+# the longest training starts first, beside the teacher's generation, and computes them.
 TRAIN_SECONDS_PER_SAMPLE = 0.15
 REWARD_SHARE_OF_STEP = 0.12
 SECONDS_PER_VIDEO_NFE = 0.018
