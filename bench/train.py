@@ -284,11 +284,15 @@ def train(
     device: str | None = None,
     tracker: str = "tensorboard",
     tracker_dir: Path | None = None,
+    shared_steps: Path | None = None,
 ) -> dict:
     """Train one variant into `run_dir`; returns a summary. Resumable; multi-process via accelerate.
 
     tracker: where the training curves also go (tensorboard | wandb | none; `open_tracker`);
     tracker_dir: the TensorBoard log directory (default RUN/tensorboard).
+    shared_steps: a folder where runs on the same tiny-world batches share each step's batch,
+    text and teacher pass (`bench.step_cache`; `bench ablate` passes one). The training is bit
+    for bit the same with or without it; other data sources and v2 ignore it.
     """
     from accelerate import Accelerator
 
@@ -346,6 +350,11 @@ def train(
     accelerator.wait_for_everyone()
 
     distiller = (v2.make_cache_distiller if v2.enabled(cfg) else make_distiller)(cfg, teacher, student, image_rm, video_rm)
+    steps_cache = None
+    if shared_steps is not None and isinstance(data, TinyWorldBatches):
+        from bench.step_cache import SharedSteps, cache_key
+
+        steps_cache = SharedSteps(shared_steps, cache_key(cfg, teacher, distiller.uncond_embedding, rank, world, accelerator.device))
     params = list(trainable_parameters(student).values())
     optimizer = make_optimizer(cfg, params)
     # DDP wraps the student; the distiller keeps calling the wrapped module.
@@ -373,10 +382,20 @@ def train(
         lr = cfg.lr * min(1.0, (step + 1) / cfg.lr_warmup) if cfg.lr_warmup else cfg.lr
         for group in optimizer.param_groups:
             group["lr"] = lr
-        latents, prompts = data(step, cfg.batch_size, accelerator.device)
-        text = None if v2.enabled(cfg) else teacher.text_encoder(prompts)  # v2: the cache holds the embeddings
+        shared = steps_cache.load(step, accelerator.device) if steps_cache is not None else None
+        if shared is not None:  # another variant's job made this step's batch (and teacher pass)
+            latents, prompts, text, record = shared
+        else:
+            latents, prompts = data(step, cfg.batch_size, accelerator.device)
+            text = None if v2.enabled(cfg) else teacher.text_encoder(prompts)  # v2: the cache holds the embeddings
+            record = None
         gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step * 1_009 + rank) % (2**31))
-        out = distiller.step(latents, text, prompts, generator=gen)
+        if steps_cache is None:
+            out = distiller.step(latents, text, prompts, generator=gen)
+        else:
+            out = distiller.step(latents, text, prompts, generator=gen, teacher_record=record)
+            if shared is None or (record is None and out.teacher_record is not None):
+                steps_cache.store(step, latents, prompts, text, out.teacher_record)
         # One gather per step for both: is every process's loss finite, how many videos were skipped.
         flags = torch.tensor([1.0 if torch.isfinite(out.loss) else 0.0, float(getattr(data, "num_skipped", 0))],
                              device=accelerator.device)
@@ -419,8 +438,9 @@ def train(
         # NaN in `last` means "not measured" (a variant without that reward): null in JSON.
         # Every skip event is counted (a file drawn at two steps counts twice); `files` names each once.
         skipped_videos = {"count": int(last.get("skipped", skipped_before["count"])), "files": skipped_files}
+        extra = {} if steps_cache is None else {"shared_steps_read": steps_cache.hits}  # steps another job had computed
         _set_status(run_dir, "finished", {"steps": step, "train_seconds": round(time.time() - t0, 1), "final": json_safe(last),
-                                          "skipped_videos": skipped_videos})
+                                          "skipped_videos": skipped_videos, **extra})
         if curves is not None:
             curves.finish()
     accelerator.wait_for_everyone()

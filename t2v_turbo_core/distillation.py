@@ -122,12 +122,36 @@ class DistillationOutput:
     # Which terms this step computed: "all" (paper), or under the released weighting
     # "cd_img" (L_CD and the image reward) or "vid" (the video reward alone; loss_cd is NaN).
     terms: str = "all"
+    # The frozen teacher's pass of this step (`TeacherRecord`), for a caller that shares it with
+    # other students trained on the same batches and draws; None when the step ran none ("vid").
+    teacher_record: "TeacherRecord | None" = field(default=None, repr=False)
 
     def as_log(self) -> dict[str, float]:
         log = {"loss": float(self.loss.detach()), "loss_cd": float(self.loss_cd), "loss_reward": float(self.loss_reward)}
         log["reward_img"] = float(self.image_reward) if self.image_reward is not None else float("nan")
         log["reward_vid"] = float(self.video_reward) if self.video_reward is not None else float("nan")
         return log
+
+
+@dataclass(frozen=True)
+class TeacherRecord:
+    """The frozen teacher's [conditional; unconditional] noise prediction at one step's z_{t_{n+k}}.
+
+    It depends only on the teacher's weights, the step's z_{t_{n+k}} and t_{n+k}, and the text,
+    never on the student: the variants of an ablation that see the same batches and the same
+    step draws (one data seed) need the teacher's pass once, not once per variant. `step`
+    uses a record only when its own z_{t_{n+k}}, t_{n+k} and text equal the record's exactly,
+    so a stale or foreign record is recomputed, never trusted.
+    """
+
+    z_start: torch.Tensor
+    t_start: torch.Tensor
+    text_embedding: torch.Tensor
+    eps: torch.Tensor  # [2B, ...]: conditional first, then unconditional (one batched call)
+
+    def matches(self, z_start: torch.Tensor, t_start: torch.Tensor, text_embedding: torch.Tensor) -> bool:
+        return all(a.shape == b.shape and a.dtype == b.dtype and torch.equal(a.cpu(), b.cpu()) for a, b in
+                   ((self.z_start, z_start), (self.t_start, t_start), (self.text_embedding, text_embedding)))
 
 
 @contextlib.contextmanager
@@ -241,12 +265,17 @@ class ConsistencyDistiller:
         text_embedding: torch.Tensor,
         prompts: Sequence[str] | None = None,
         generator: torch.Generator | None = None,
+        teacher_record: TeacherRecord | None = None,
     ) -> DistillationOutput:
+        """One step's loss terms. `teacher_record`: the teacher's pass of this same step, made by
+        an earlier step on the same batch and draws (`DistillationOutput.teacher_record`); used
+        only where it matches this step's z_{t_{n+k}}, t_{n+k} and text exactly, else recomputed.
+        """
         # The UNets' dtype once per step, not at each of the three forwards (`cached_dtype`).
         with cached_dtype(self.student, self.teacher):
-            return self._step(latents, text_embedding, prompts, generator)
+            return self._step(latents, text_embedding, prompts, generator, teacher_record)
 
-    def _step(self, latents, text_embedding, prompts, generator) -> DistillationOutput:
+    def _step(self, latents, text_embedding, prompts, generator, teacher_record=None) -> DistillationOutput:
         cfg = self.config
         # The text encoder is frozen in the method: never let a caller's graph reach it.
         latents, text_embedding = latents.detach(), text_embedding.detach()
@@ -276,9 +305,10 @@ class ConsistencyDistiller:
 
         # Teacher and target first: the EMA swap writes into the student's parameters, which
         # must not happen after they have been used in the graph of this step.
-        target = None
+        target = record = None
         if terms != "vid":
-            target = self._target(z_start, t_start, t_end, text_embedding, uncond, w_b, w_emb, c_skip_end, c_out_end, dtype, device)
+            target, record = self._target_with(teacher_record, z_start, t_start, t_end, text_embedding, uncond, w_b, w_emb,
+                                               c_skip_end, c_out_end, dtype, device)
 
         with self._autocast(device):
             eps = predict_noise(self.student, z_start, t_start, text_embedding, w_emb, **self.unet_kwargs)
@@ -323,22 +353,37 @@ class ConsistencyDistiller:
             guidance_scale=w.detach(),
             model_pred=model_pred.detach(),
             terms=terms,
+            teacher_record=record,
         )
+
+    def _teacher_eps(self, z_start, t_start, text_embedding, uncond) -> torch.Tensor:
+        """The frozen teacher's conditional and unconditional eps at z_{t_{n+k}}, in one call.
+        Called inside `_target_with`'s no-grad, eval-mode context."""
+        net = self.student if self.teacher is None else self.teacher
+        with self._teacher_context():
+            return predict_noise(
+                net,
+                torch.cat([z_start, z_start]),
+                torch.cat([t_start, t_start]),
+                torch.cat([text_embedding, uncond]),
+                None,
+                **self.unet_kwargs,
+            ).float()
 
     def _target(self, z_start, t_start, t_end, text_embedding, uncond, w_b, w_emb, c_skip_end, c_out_end, dtype, device):
         """The teacher's one DDIM step z_{t_{n+k}} -> z_hat_{t_n}, then f_{theta^-} there (no grad)."""
+        return self._target_with(None, z_start, t_start, t_end, text_embedding, uncond, w_b, w_emb, c_skip_end, c_out_end,
+                                 dtype, device)[0]
+
+    def _target_with(self, record, z_start, t_start, t_end, text_embedding, uncond, w_b, w_emb, c_skip_end, c_out_end, dtype,
+                     device) -> tuple[torch.Tensor, TeacherRecord]:
+        """(`_target`, the teacher's pass as a `TeacherRecord`): from `record` where it is this
+        step's (same z_{t_{n+k}}, t_{n+k}, text), else computed here."""
         with torch.no_grad(), self._autocast(device), _eval_mode(self.student, self.teacher, submodules=self._lists()[0]):
-            net = self.student if self.teacher is None else self.teacher
-            with self._teacher_context():
-                eps_both = predict_noise(
-                    net,
-                    torch.cat([z_start, z_start]),
-                    torch.cat([t_start, t_start]),
-                    torch.cat([text_embedding, uncond]),
-                    None,
-                    **self.unet_kwargs,
-                ).float()
-            eps_c, eps_u = eps_both.chunk(2)
+            if record is None or not record.matches(z_start, t_start, text_embedding):
+                record = TeacherRecord(z_start.detach(), t_start.detach(), text_embedding.detach(),
+                                       self._teacher_eps(z_start, t_start, text_embedding, uncond))
+            eps_c, eps_u = record.eps.to(device).chunk(2)
             x0_c = self.schedule.pred_original_sample(eps_c, t_start, z_start)
             x0_u = self.schedule.pred_original_sample(eps_u, t_start, z_start)
             # LCM's form of classifier-free guidance, applied to both x0 and eps.
@@ -350,7 +395,7 @@ class ConsistencyDistiller:
             with swap:
                 eps_target = predict_noise(self.student, z_end, t_end, text_embedding, w_emb, **self.unet_kwargs).float()
             x0_target = self.schedule.pred_original_sample(eps_target, t_end, z_end)
-            return c_skip_end * z_end + c_out_end * x0_target
+            return c_skip_end * z_end + c_out_end * x0_target, record
 
     def update_target(self) -> None:
         """Algorithm 1's theta^- <- stopgrad(mu theta^- + (1 - mu) theta); no-op for 'online'."""

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from bench.generate import DEFAULT_STUDENT_GUIDANCE
 from bench.validate import json_safe
 
 TEACHER = "teacher"
+# Under work_dir: the training steps the variants share while they train (`bench.step_cache`).
+SHARED_STEPS_DIR = "shared-steps"
 
 
 @dataclass
@@ -233,9 +236,11 @@ def run_job(spec_dict: dict, entry: dict, queue: Any = None) -> dict:
 
             # One TensorBoard log directory for the whole ablation (WORK_DIR/tensorboard/<model>/):
             # `tensorboard --logdir WORK_DIR/tensorboard` overlays every variant's curves.
+            # The variants' jobs share each step's batch and teacher pass (`bench.step_cache`):
+            # the first to reach a step computes it, the others read it; bit for bit the same.
             train(cfg, run_dir, resume=status is not None, device="cpu" if not torch.cuda.is_available() else None,
                   on_step=lambda step, logs: report("train", step, cfg.steps),
-                  tracker_dir=Path(spec.work_dir) / TENSORBOARD_DIR)
+                  tracker_dir=Path(spec.work_dir) / TENSORBOARD_DIR, shared_steps=Path(spec.work_dir) / SHARED_STEPS_DIR)
         timings["train_seconds"] = float(read_run(run_dir).get("train_seconds", time.time() - t0))
         bundle, unet, _ = load_run_student(run_dir, device=generation_device(cfg))
     label, score_label = _labels(spec, teacher)
@@ -610,6 +615,9 @@ def plan_entries(spec: AblationSpec) -> list[dict]:
 # one training sample-step of VCM at batch 8 (~1.2 s per step), the share each reward model adds
 # to it (T2V-Turbo with both: ~1.25x VCM), and one network evaluation of one video at 32 videos
 # per call (the teacher's 50-step CFG: 100 NFE per video). Only the order depends on them.
+# The shared steps (`bench.step_cache`) make every training after the first cheaper by the same
+# seconds per step (its batch and teacher pass are read), so they leave this order unchanged:
+# the longest training starts first, beside the teacher's generation, and computes them.
 TRAIN_SECONDS_PER_SAMPLE = 0.15
 REWARD_SHARE_OF_STEP = 0.12
 SECONDS_PER_VIDEO_NFE = 0.018
@@ -697,6 +705,8 @@ def run_ablation(spec: AblationSpec, console: Any = None) -> list[Path]:
                         raise AblationError(f"{e['name']} failed: {err}{detail}", code=code or 1) from err
                     progress.update(tasks[e["name"]], stage="done")
     entries_done = [results[e["name"]] for e in entries]
+    # Every training is finished: the shared steps are no longer needed (tens of MB).
+    shutil.rmtree(Path(spec.work_dir) / SHARED_STEPS_DIR, ignore_errors=True)
     write_json_atomic(state_path, {**json.loads(state_path.read_text()), "finished": True, "models": json_safe(entries_done),
                                    "wall_seconds": round(time.time() - t0, 1)})
     return write_ablation_report(spec, entries_done)

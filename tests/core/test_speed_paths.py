@@ -179,3 +179,56 @@ def test_prepare_for_sampling_merges_and_turns_dropout_off(tiny_unet3d):
     assert not any(m.training for m in fast.modules()) and not any(p.requires_grad for p in fast.parameters())
     after = consistency_sample(fast, text, (2, 4, 3, 4, 4), sched, num_steps=2, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(after.latents, before.latents, rtol=1e-4, atol=1e-5)
+
+
+def test_a_teacher_record_from_another_student_gives_the_same_training(tiny_unet3d, tiny_vae):
+    """The teacher's pass does not depend on the student: a record made while training one
+    student (here: other rewards, other LoRA init) trains another exactly as its own pass would."""
+    producer, text_encoder = _distiller(tiny_unet3d, tiny_vae, "ema")
+    producer.config.beta_img = 0.0  # another variant
+    records = []
+
+    def producing_step(d, *args):
+        out = d.step(*args)
+        records.append(out.teacher_record)
+        return out.loss
+
+    producer_losses, _ = _train(producer, text_encoder, producing_step)
+    alone, text_a = _distiller(tiny_unet3d, tiny_vae, "ema")
+    shared, text_s = _distiller(tiny_unet3d, tiny_vae, "ema")
+    losses, weights = _train(alone, text_a, lambda d, *a: d.step(*a).loss)
+    it = iter(records)
+    calls = []
+    original = shared._teacher_eps
+    shared._teacher_eps = lambda *a: calls.append(1) or original(*a)
+    shared_losses, shared_weights = _train(shared, text_s, lambda d, *a: d.step(*a, teacher_record=next(it)).loss)
+    assert calls == []  # every step used the record
+    assert [float(x) for x in losses] == [float(x) for x in shared_losses]
+    assert all(torch.equal(weights[k], shared_weights[k]) for k in weights)
+    assert [float(x) for x in producer_losses] != [float(x) for x in losses]  # the producer was another student
+
+
+def test_a_record_of_other_draws_is_recomputed_and_a_matching_one_is_used(tiny_unet3d, tiny_vae):
+    d, text_encoder = _distiller(tiny_unet3d, tiny_vae, "ema")
+    prompts = ["a red circle", "a blue square"]
+    latents = torch.randn(2, *LATENT_SHAPE, generator=torch.Generator().manual_seed(3))
+    text = text_encoder(prompts).detach()
+    torch.manual_seed(0)
+    out = d.step(latents, text, prompts, generator=torch.Generator().manual_seed(5))
+    rec = out.teacher_record
+    assert rec is not None and rec.eps.shape[0] == 2 * latents.shape[0]
+    foreign = distillation_record(rec, z_start=rec.z_start + 1.0, eps=torch.zeros_like(rec.eps))
+    torch.manual_seed(0)
+    again = d.step(latents, text, prompts, generator=torch.Generator().manual_seed(5), teacher_record=foreign)
+    assert float(again.loss) == float(out.loss) and again.teacher_record is not foreign
+    # A record that matches is trusted as is (so a wrong eps there would change the loss).
+    torch.manual_seed(0)
+    used = d.step(latents, text, prompts, generator=torch.Generator().manual_seed(5),
+                  teacher_record=distillation_record(rec, eps=torch.zeros_like(rec.eps)))
+    assert float(used.loss) != float(out.loss)
+
+
+def distillation_record(rec, **changes):
+    import dataclasses
+
+    return dataclasses.replace(rec, **changes)

@@ -49,6 +49,10 @@ def test_ablation_trains_generates_scores_reports_and_resumes(random_zoo, tmp_pa
         assert (tmp_path / "reports" / name).is_file(), name
     run = json.loads((tmp_path / "runs" / "vcm+img+vid-internvid2" / "run.json").read_text())
     assert run["status"] == "finished" and run["config"]["rm_vid"] == "internvid2"
+    # The trainings shared their steps' batches and teacher passes (bench.step_cache) while they
+    # ran (how many each read depends on which started first); the records are gone once all finished.
+    assert "shared_steps_read" in run
+    assert not (tmp_path / "runs" / "shared-steps").exists()
     # The report keeps what it was made from: the spec, every run record, the training logs.
     kept = tmp_path / "reports" / "mini_runs"
     assert json.loads((kept / "ablation_spec.json").read_text())["name"] == json.loads(
