@@ -8,6 +8,7 @@
 * `prepare_for_sampling` (merged adapter, eval mode) is the student's function.
 """
 
+import dataclasses
 import contextlib
 
 import pytest
@@ -185,7 +186,7 @@ def test_a_teacher_record_from_another_student_gives_the_same_training(tiny_unet
     """The teacher's pass does not depend on the student: a record made while training one
     student (here: other rewards, other LoRA init) trains another exactly as its own pass would."""
     producer, text_encoder = _distiller(tiny_unet3d, tiny_vae, "ema")
-    producer.config.beta_img = 0.0  # another variant
+    producer.config = dataclasses.replace(producer.config, beta_img=0.0)  # another variant
     records = []
 
     def producing_step(d, *args):
