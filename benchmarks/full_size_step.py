@@ -39,35 +39,18 @@ from pathlib import Path
 
 import torch
 
+from t2v_turbo_core.memory import reset_peak_rss, rss_gib, storage_bytes
+from t2v_turbo_core.safe_io import atomic_write_json
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "one_unet_memory.json"
 GIB = 2**30
 
 
-def _rss_gib(field: str) -> float:
-    """VmRSS (now) or VmHWM (peak since start / since the last reset) of this process, GiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 2**20
-    return float("nan")
 
 
-def _reset_peak_rss() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # Linux: reset VmHWM to the current RSS
-        return True
-    except OSError:
-        return False
 
 
-def storage_bytes(*modules) -> int:
-    """Bytes of the distinct storages behind the modules' parameters and buffers (shared = once)."""
-    seen: dict[int, int] = {}
-    for m in modules:
-        for t in [*m.parameters(), *m.buffers()]:
-            s = t.untyped_storage()
-            seen[s.data_ptr()] = s.nbytes()
-    return sum(seen.values())
 
 
 def _w(x: int, scale: float, multiple: int = 1) -> int:
@@ -231,10 +214,10 @@ def run_step(model: str = "ms", unet: str = "one", width_scale: float = 1.0, hei
             "all": round(storage_bytes(*unet_modules, vae, *reward_modules) / GIB, 3),
         },
         "build_s": round(build_s, 1),
-        "rss_before_step_gib": round(_rss_gib("VmRSS"), 3),
-        "peak_rss_build_gib": round(_rss_gib("VmHWM"), 3),
+        "rss_before_step_gib": round(rss_gib("VmRSS"), 3),
+        "peak_rss_build_gib": round(rss_gib("VmHWM"), 3),
     }
-    reset = _reset_peak_rss()
+    reset = reset_peak_rss()
     t0 = time.perf_counter()
     out = distiller.step(latents, text, prompts=["a panda playing guitar on times square"], generator=g)
     forward_s = time.perf_counter() - t0
@@ -244,7 +227,7 @@ def run_step(model: str = "ms", unet: str = "one", width_scale: float = 1.0, hei
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     step_s = time.perf_counter() - t0
-    peak = _rss_gib("VmHWM")
+    peak = rss_gib("VmHWM")
     result.update({
         "step_s": round(step_s, 1), "forward_s": round(forward_s, 1), "backward_s": round(backward_s, 1),
         "peak_rss_step_gib": round(peak, 3) if reset else None,
@@ -305,10 +288,7 @@ def _summary(runs: dict) -> dict:
 
 
 def _write_results(result: dict) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_name(RESULTS.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, RESULTS)
+    atomic_write_json(RESULTS, result, indent=2, allow_nan=True)
 
 
 def compare(args) -> dict:

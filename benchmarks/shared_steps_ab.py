@@ -33,6 +33,8 @@ import sys, torch
 torch.set_num_threads(1)
 from bench.config import load_config
 from bench.train import train
+
+from t2v_turbo_core.safe_io import atomic_write_json
 variant, rm, steps, run_dir, shared = sys.argv[1:6]
 cfg = load_config("tiny", [f"variant={variant}", f"rm_vid={rm}", f"steps={steps}", "log_every=1", "checkpoint_every=100000"])
 kwargs = {"shared_steps": shared} if shared != "-" else {}
@@ -96,10 +98,7 @@ def main(argv=None) -> int:
     result = {"old_src": str(args.old_src), "old_label": args.old_label, "steps": args.steps, "threads": 1, "rows": rows,
               "load": {"loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": os.getloadavg()}}
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+    atomic_write_json(out, result, indent=2, allow_nan=True)
     return 0 if all(r["losses_identical"] for r in rows) else 1
 
 

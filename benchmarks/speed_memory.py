@@ -42,6 +42,7 @@ from pathlib import Path
 import torch
 
 from t2v_turbo_core.memory import saved_tensor_bytes
+from t2v_turbo_core.safe_io import atomic_write_json
 
 BATCHES = (1, 4, 16, 32)
 STUDENT_STEPS = (1, 2, 4, 8)
@@ -348,10 +349,7 @@ def main(argv=None) -> int:
     result["load"] = {"loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": os.getloadavg(), "cpus": os.cpu_count(),
                       "note": args.load_note, "wall_seconds": round(time.time() - t_start, 1)}
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+    atomic_write_json(out, result, indent=2, allow_nan=True)
     print_tables(result)
     print(f"\nwritten to {out}")
     return 0

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from t2v_turbo_core.safe_io import atomic_write_json
+
 
 def _load_old_distillation(src: Path):
     path = src / "t2v_turbo_core" / "distillation.py"
@@ -139,10 +141,7 @@ def main(argv=None) -> int:
               "new_reads_shared_steps": bool(args.shared_steps), "producer": args.producer if args.shared_steps else None, "rows": rows,
               "load": {"loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": os.getloadavg()}}
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+    atomic_write_json(out, result, indent=2, allow_nan=True)
     return 0 if all(r["losses_identical"] for r in rows) else 1
 
 

@@ -186,6 +186,16 @@ def _randn(shape: Sequence[int], generator: torch.Generator | None, device: torc
     return torch.randn(tuple(shape), generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
 
 
+def consistency_term(model_pred: torch.Tensor, target: torch.Tensor | None, cfg: "DistillationConfig") -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss so far, loss_cd): d(f_theta, target) under the configured distance; with no target
+    (the released code's video-reward-only step) the loss starts at zero and loss_cd is NaN, so
+    the logs show the step had no consistency term."""
+    if target is None:
+        return model_pred.new_zeros(()), torch.full((), float("nan"))
+    loss_cd = distance(model_pred, target, cfg.loss_type, cfg.huber_c)
+    return loss_cd, loss_cd
+
+
 class ConsistencyDistiller:
     """Computes the T2V-Turbo loss for a student (a UNet with LoRA + w projection).
 
@@ -315,12 +325,7 @@ class ConsistencyDistiller:
         x0 = self.schedule.pred_original_sample(eps.float(), t_start, z_start)
         model_pred = c_skip_start * z_start + c_out_start * x0
 
-        if target is not None:
-            loss_cd = distance(model_pred, target, cfg.loss_type, cfg.huber_c)
-            loss = loss_cd
-        else:  # the released split's video-reward step: no consistency term
-            loss = model_pred.new_zeros(())
-            loss_cd = torch.full((), float("nan"))
+        loss, loss_cd = consistency_term(model_pred, target, cfg)
         image_score = video_score = None
         loss_reward = loss.new_zeros(())
         if image_reward is not None or video_reward is not None:

@@ -19,7 +19,7 @@ import torch
 
 from torch import nn
 
-from t2v_turbo_core.distillation import ConsistencyDistiller, _eval_mode
+from t2v_turbo_core.distillation import ConsistencyDistiller, _eval_mode, consistency_term
 from t2v_turbo_core.inversion import ddim_invert
 from t2v_turbo_core.models import predict_noise
 from t2v_turbo_core.motion_guidance import apply_motion_guidance, motion_score
@@ -240,7 +240,6 @@ class CachedConsistencyDistiller(ConsistencyDistiller):
         reward_prompts: Sequence[str] | None = None,
     ) -> Any:
         from t2v_turbo_core.distillation import DistillationOutput
-        from t2v_turbo_core.losses import distance
         from t2v_turbo_core.rewards import mixed_reward_loss
 
         cfg, schedule = self.config, self.schedule
@@ -265,12 +264,7 @@ class CachedConsistencyDistiller(ConsistencyDistiller):
         shape = (b, *([1] * (nd - 1)))
         model_pred = c_skip.reshape(shape).to(dtype) * z_start + c_out.reshape(shape).to(dtype) * x0
 
-        if target is not None:
-            loss_cd = distance(model_pred, target, cfg.loss_type, cfg.huber_c)
-            loss = loss_cd
-        else:
-            loss = model_pred.new_zeros(())
-            loss_cd = torch.full((), float("nan"))
+        loss, loss_cd = consistency_term(model_pred, target, cfg)
         image_score = video_score = None
         loss_reward = loss.new_zeros(())
         if image_reward is not None or video_reward is not None:

@@ -23,25 +23,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from t2v_turbo_core.memory import reset_peak_rss, rss_gib
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "full_size_step.json"
 
 
-def _rss_gib(field: str) -> float:
-    """VmRSS (now) or VmHWM (peak since start / since the last reset) of this process, GiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 2**20
-    return float("nan")
 
 
-def _reset_peak_rss() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # Linux: reset VmHWM to the current RSS
-        return True
-    except OSError:
-        return False
 
 
 def _count(module) -> int:
@@ -100,9 +90,9 @@ def test_full_size_ms_step_with_hps_and_viclip(request):
         params = list(trainable_parameters(student).values())
         optimizer = torch.optim.AdamW(params, lr=1e-5)
 
-        rss_before = _rss_gib("VmRSS")
-        peak_build = _rss_gib("VmHWM")
-        reset = _reset_peak_rss()
+        rss_before = rss_gib("VmRSS")
+        peak_build = rss_gib("VmHWM")
+        reset = reset_peak_rss()
         t0 = time.perf_counter()
         out = distiller.step(latents, text, prompts=["a panda playing guitar on times square"], generator=g)
         t_forward = time.perf_counter() - t0
@@ -113,7 +103,7 @@ def test_full_size_ms_step_with_hps_and_viclip(request):
         optimizer.zero_grad(set_to_none=True)
         distiller.update_target()
         step_s = time.perf_counter() - t0
-        peak_step = _rss_gib("VmHWM")
+        peak_step = rss_gib("VmHWM")
 
         assert torch.isfinite(out.loss) and out.image_reward is not None and out.video_reward is not None
         assert torch.isfinite(torch.tensor(grad_norm)) and grad_norm > 0

@@ -21,19 +21,12 @@ from bench.train import TrainingError, enable_student_checkpointing
 from t2v_turbo_core.arch.videocrafter2 import Stage
 from t2v_turbo_core.distillation import ConsistencyDistiller, DistillationConfig
 from t2v_turbo_core.lora import LoraSettings, trainable_parameters
+from t2v_turbo_core.memory import storage_bytes
 from t2v_turbo_core.teachers import load_modelscope, load_videocrafter2
 
 from .test_teachers import TINY_VC2, tiny_ms_dir, tiny_vc2_ckpt  # noqa: F401 (fixtures)
 
 
-def _storage_bytes(*modules) -> int:
-    """Bytes of the distinct storages behind the modules' parameters and buffers."""
-    seen: dict[int, int] = {}
-    for m in modules:
-        for t in [*m.parameters(), *m.buffers()]:
-            s = t.untyped_storage()
-            seen[s.data_ptr()] = s.nbytes()
-    return sum(seen.values())
 
 
 def _first_loss(bundle, student, teacher=None, lora_b_seed=5) -> torch.Tensor:
@@ -65,8 +58,8 @@ def test_one_unet_student_gives_the_two_unet_first_loss(teacher_name, request):
     ptrs = {p.untyped_storage().data_ptr() for p in bundle.unet.parameters()}
     base = [p for n, p in one.named_parameters() if "lora_" not in n and "cond_proj" not in n]
     assert base and all(p.untyped_storage().data_ptr() in ptrs for p in base)
-    unet_bytes = _storage_bytes(bundle.unet)
-    extra = _storage_bytes(bundle.unet, one) - unet_bytes
+    unet_bytes = storage_bytes(bundle.unet)
+    extra = storage_bytes(bundle.unet, one) - unet_bytes
     lora_bytes = sum(p.numel() * p.element_size() for n, p in one.named_parameters() if "lora_" in n or "cond_proj" in n)
     assert extra == lora_bytes  # only LoRA and the w projection are new memory
 
@@ -86,7 +79,7 @@ def test_one_unet_student_gives_the_two_unet_first_loss(teacher_name, request):
             return videocrafter2_student(copy_of_teacher, s, 256)
     torch.manual_seed(0)
     two = make(settings).eval()
-    assert _storage_bytes(bundle.unet, copy_of_teacher, two) - _storage_bytes(bundle.unet, one) == unet_bytes
+    assert storage_bytes(bundle.unet, copy_of_teacher, two) - storage_bytes(bundle.unet, one) == unet_bytes
 
     loss_one = _first_loss(bundle, one)
     loss_two_adapters_off = _first_loss(bundle, two)
