@@ -207,6 +207,10 @@ def cache_identity(cfg: Any, settings: V2Settings, num_videos: int) -> dict[str,
         "record_dtype": settings.record_dtype,
         "tau": settings.tau,
         "data": {k: str(v) for k, v in sorted(dict(cfg.data).items())},
+        # Where the short captions (data decoupling) come from: a cache built before the tiny
+        # world had a short form holds none, and is refused rather than silently reused.
+        "short_captions": "tiny world: subject and action (world.short_caption)" if cfg.teacher == "tiny"
+        else "caption file: short_caption / short_text column",
         "weights": {k: str(v) for k, v in sorted(dict(cfg.weights).items())},
     }
 
