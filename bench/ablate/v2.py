@@ -154,12 +154,12 @@ class V2AblationSpec:
             cache_cfg = self.cache_config()
         except ConfigError as err:
             raise ConfigError(f"invalid v2 ablation config: preprocess_config/preprocess_overrides: {err}") from None
-        if not cache_cfg.v2:
-            errors.append(f"preprocess_config {self.preprocess_config!r} has no v2 block")
+        if not is_v2_config(self.preprocess_config, self.preprocess_overrides):
+            raise ConfigError(f"invalid v2 ablation config: preprocess_config {self.preprocess_config!r} has no v2 block "
+                              "(the cache is built from a v2 config, e.g. tiny_v2)")
         from bench.v2 import V2Settings, cache_identity
 
-        want = cache_identity(cache_cfg, V2Settings.from_config(cache_cfg), V2Settings.from_config(cache_cfg).videos) \
-            if cache_cfg.v2 else None
+        want = cache_identity(cache_cfg, V2Settings.from_config(cache_cfg), V2Settings.from_config(cache_cfg).videos)
         for r in self.rows:
             if r.get("teacher"):
                 continue
@@ -168,7 +168,7 @@ class V2AblationSpec:
             except ConfigError as err:
                 errors.append(f"row {r['name']!r}: {err}")
                 continue
-            if cfg.v2 and want is not None:
+            if cfg.v2:
                 s = V2Settings.from_config(cfg)
                 got = cache_identity(cfg, s, s.videos)
                 diff = sorted(k for k in want if want[k] != got.get(k))
@@ -568,7 +568,8 @@ def _markdown(spec, table, stats, models, labels, paths, statistics: Sequence[st
     lines = [f"# {spec.name}: T2V-Turbo-v2 ablation (motion guidance, data decoupling, 4 and 16 steps)", "",
              f"Suite `{spec.suite}`, benchmark `{spec.benchmark}`, {spec.videos_per_prompt} videos per prompt, generation seed "
              f"{spec.seed} (the same per-video seeds for every model). Students sample with the embedded w = {spec.guidance_scale}, "
-             "v1 on its origin grid L = 50, v2 on L = 200 with its motion-condition schedule; the teacher with 50-step DDIM + CFG. "
+             "v1 on its origin grid (L = 1000 // k), v2 on its own with its motion-condition schedule; the teacher with "
+             + "/".join(str(s) for r in spec.rows if r.get("teacher") for s in r["steps"]) + "-step DDIM + CFG. "
              f"The v2 rows train from one teacher cache (`bench preprocess`, `{spec.cache_dir}`). Run directories: "
              f"`{spec.work_dir}/<row>/`. A model is `<row>@<sampling steps>`.", "", "## Rows", "",
              "| row | what | training config | overrides |", "|:---|:---|:---|:---|"]
