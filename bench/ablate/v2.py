@@ -354,9 +354,15 @@ def model_job(spec_dict: dict, row: dict, queue: Any = None) -> list[dict]:
 
 
 def _row_cost(spec: V2AblationSpec, row: dict) -> float:
-    """A rough order for the jobs (longest first): training steps plus sampling NFE."""
+    """A rough order for the jobs (longest first): training steps plus sampling NFE; a row whose
+    run is already there (finished, or reused) only samples (a resumed ablation starts the
+    trainings still to do first)."""
+    run_json = Path(spec.work_dir) / row["name"] / "run.json"
+    done = run_json.is_file() and json.loads(run_json.read_text()).get("status") == "finished"
     if row.get("teacher"):
-        return 100.0 * sum(row["steps"])
+        return float(sum(row["steps"])) if done else 100.0 * sum(row["steps"])
+    if done or (row.get("reuse") and (Path(row["reuse"]) / "run.json").is_file()):
+        return float(sum(row["steps"]))
     try:
         steps = spec.row_config(row).steps
     except ConfigError:
