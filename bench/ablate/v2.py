@@ -662,10 +662,11 @@ def _motion_plot(table, labels) -> bytes:
         ax.errorbar(x, y, yerr=[np.maximum(y - lo, 0), np.maximum(hi - y, 0)], fmt="none", ecolor="black", capsize=4)
         ax.set_xticks(x)
         ax.set_xticklabels(table["model"], rotation=35, ha="right", fontsize=8)
-        ax.set_title(k.replace("_", " ") + " (x100, 95% CI; blue <= 4 steps, orange 16)")
+        ax.set_title(k.replace("_", " ") + " (x100, 95% CI)", fontsize=10)
         finite = np.concatenate([lo[np.isfinite(lo)], hi[np.isfinite(hi)]])
         if finite.size:
             span = finite.max() - finite.min()
             ax.set_ylim(max(0, finite.min() - 0.3 * span - 1), min(100, finite.max() + 0.3 * span + 1))
+    fig.suptitle("blue: 4 steps or fewer; orange: more; grey: the teacher", fontsize=9)
     fig.tight_layout()
     return _png_bytes(fig)
