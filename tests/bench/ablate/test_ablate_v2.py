@@ -23,13 +23,13 @@ def _spec():
 
 def test_the_v2_spec_has_the_rows_the_issue_asks_for():
     """v1 T2V-Turbo at 4 steps; v2 without and with motion guidance at 4 and 16 steps; the
-    decoupling row; the teacher; the v1 ablation's statistics."""
+    decoupling and image-reward rows; the teacher; the v1 ablation's statistics."""
     from bench.ablate import CONFIG_DIR, load_spec
     from bench.v2 import V2Settings, cache_identity
 
     spec = _spec()
     assert spec.models() == ["t2v-turbo-v1@4", "v2-no-mg@4", "v2-no-mg@16", "v2-mg@4", "v2-mg@16", "v2-mg-coupled@16",
-                             "teacher@50"]
+                             "v2-mg-no-img@16", "teacher@50"]
     rows = {r["name"]: r for r in spec.rows}
     demo = load_spec(CONFIG_DIR / "ablate_tiny.yaml")
     # Paired with the v1 ablation: the same prompts, videos, seed, w and bootstrap.
@@ -44,10 +44,10 @@ def test_the_v2_spec_has_the_rows_the_issue_asks_for():
     assert rows["t2v-turbo-v1"]["reuse"] == f"{demo.work_dir}/vcm+img+vid-viclip" and v1.skip == 20 and not v1.v2
     settings = {n: V2Settings.from_config(spec.row_config(r)) for n, r in rows.items() if n.startswith("v2")}
     assert settings["v2-no-mg"].motion_gs == 0 and not settings["v2-no-mg"].motion_cond
-    for name in ("v2-mg", "v2-mg-coupled"):
+    for name in ("v2-mg", "v2-mg-coupled", "v2-mg-no-img"):
         assert settings[name].motion_gs == 0.05 and settings[name].tau == 0.5 and settings[name].motion_cond
     assert settings["v2-mg"].decouple_rewards and not settings["v2-mg-coupled"].decouple_rewards
-    assert spec.row_config(rows["v2-mg"]).variant == "vcm+img+vid"
+    assert spec.row_config(rows["v2-mg-no-img"]).variant == "vcm+vid" and spec.row_config(rows["v2-mg"]).variant == "vcm+img+vid"
     # Everything else of the v2 rows is one recipe, trained from the one cache the ablation builds.
     base = config_to_dict(spec.row_config(rows["v2-mg"]))
     for name, r in rows.items():
@@ -60,7 +60,7 @@ def test_the_v2_spec_has_the_rows_the_issue_asks_for():
             assert cache_identity(cfg, s, s.videos) == cache_identity(spec.cache_config(), V2Settings.from_config(spec.cache_config()),
                                                                        V2Settings.from_config(spec.cache_config()).videos)
     labels = [c[2] for c in spec.contrasts]
-    assert {"motion guidance (4 steps)", "motion guidance (16 steps)", "data decoupling (16 steps)"} <= set(labels)
+    assert {"motion guidance (4 steps)", "motion guidance (16 steps)", "data decoupling (16 steps)", "image reward (16 steps)"} <= set(labels)
     assert ["v2-mg@16", "v2-no-mg@16", "motion guidance (16 steps)"] in spec.contrasts
     assert spec.reference == "t2v-turbo-v1@4"
     assert spec.work_dir.startswith("runs/") and spec.report == "reports/tiny-ablation-v2"  # runs/ is git-ignored
