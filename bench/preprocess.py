@@ -78,15 +78,16 @@ class TinyWorldVideos:
     @torch.no_grad()
     def __call__(self, v: int, device) -> tuple[torch.Tensor, str, str, bool] | None:
         from bench.tinyworld.render import render
-        from bench.tinyworld.world import caption, training_scene
+        from bench.tinyworld.world import caption, short_caption, training_scene
 
         rng = np.random.default_rng([self.seed, 7003, v])
         spec = training_scene(rng, self.held_out)
         pixels = render([spec]).to(device).permute(0, 2, 1, 3, 4) * 2 - 1
         gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
         latent = self.teacher.vae.encode(pixels, sample=True, generator=gen)[0]
-        # The tiny world's captions have one form, so no video has a separate short caption.
-        return latent, caption(spec), "", not spec.is_static
+        # Long form for the consistency term, short form (subject and action only) for the
+        # rewards under data decoupling (`v2.decouple_rewards`).
+        return latent, caption(spec), short_caption(spec), not spec.is_static
 
 
 class CaptionFileVideos:

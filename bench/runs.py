@@ -115,8 +115,9 @@ def load_run_student(run_dir: str | Path, device: str | torch.device = "cpu", me
     if not path.is_file():
         raise RunError(f"{run_dir}: no final student at {path} (is training finished? resume with `bench train --resume`)")
     teacher = load_teacher(cfg, device=device)
-    student = teacher.make_student(cfg.lora_settings())
-    from bench.v2 import prepare_student
+    from bench.v2 import prepare_student, student_lora
+
+    student = teacher.make_student(student_lora(cfg))  # a fully fine-tuned v2 run: the whole UNet
 
     prepare_student(cfg, student)  # a v2 student has the motion-condition input (no-op for v1)
     load_student(student, path)

@@ -216,6 +216,13 @@ def _checkpoint_dirs(run_dir: Path) -> list[Path]:
     return sorted(done, key=lambda p: int(p.name.split("-")[1]))
 
 
+def sharded_engine(accelerator) -> bool:
+    """Whether accelerate shards the student (FSDP, DeepSpeed ZeRO: bench/configs/accelerate/)."""
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+
+
 def save_checkpoint(run_dir: Path, step: int, student, optimizer, distiller, accelerator, keep: int, elapsed: float,
                     extra: dict | None = None) -> Path:
     """Written to a temp folder and renamed, so a kill never leaves a half checkpoint."""
@@ -223,11 +230,15 @@ def save_checkpoint(run_dir: Path, step: int, student, optimizer, distiller, acc
 
     final = run_dir / "checkpoints" / f"step-{step:06d}"
     tmp = final.with_name(final.name + ".tmp")
+    # FSDP / DeepSpeed: the student's full weights are gathered by every process (a collective);
+    # the optimiser state stays sharded and is not written (such runs do not resume).
+    gathered = accelerator.get_state_dict(student) if sharded_engine(accelerator) else None
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        save_student(accelerator.unwrap_model(student), tmp / "student.safetensors")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        save_student(accelerator.unwrap_model(student), tmp / "student.safetensors", state=gathered)
+        if gathered is None:
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         if distiller.ema is not None:
             from safetensors.torch import save_file
 
@@ -304,6 +315,16 @@ def train(
         _bitsandbytes()  # before anything is loaded or written
     accelerator = Accelerator(cpu=(device == "cpu"), mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
     rank, world = accelerator.process_index, accelerator.num_processes
+    if sharded_engine(accelerator):
+        # FSDP / ZeRO (v2's full fine-tuning of a large UNet): the online target, as the released
+        # script (no target network: an EMA copy would be another full UNet, unsharded), and no
+        # resume (the optimiser state is sharded; checkpoints hold the gathered student only).
+        if cfg.target == "ema":
+            raise TrainingError("target=ema under FSDP / DeepSpeed: use target=online (the released v2 full "
+                                "fine-tuning has no target network)", code=2)
+        if resume:
+            raise TrainingError("--resume under FSDP / DeepSpeed is not supported (the optimiser state is sharded "
+                                "and not checkpointed); start a new run", code=2)
     run_dir = Path(run_dir)
     run_json = run_dir / "run.json"
     checkpoints = _checkpoint_dirs(run_dir)
@@ -325,8 +346,10 @@ def train(
 
     # Components first: a missing weight file must not leave a half-made run directory behind.
     teacher = load_teacher(cfg, device=accelerator.device)
-    student = teacher.make_student(cfg.lora_settings()).to(accelerator.device)
     from bench import v2
+
+    # LoRA adapters, or the whole UNet (v2.finetune=full: `make_student(None)`, a separate copy).
+    student = teacher.make_student(v2.student_lora(cfg)).to(accelerator.device)
 
     v2.prepare_student(cfg, student)  # T2V-Turbo-v2: the motion-condition input (no-op for v1)
     # Trainable weights stay fp32 whatever the teacher's dtype (bf16 only through autocast).
@@ -356,8 +379,9 @@ def train(
 
         steps_cache = SharedSteps(shared_steps, cache_key(cfg, teacher, distiller.uncond_embedding, rank, world, accelerator.device))
     params = list(trainable_parameters(student).values())
-    optimizer = make_optimizer(cfg, params)
-    # DDP wraps the student; the distiller keeps calling the wrapped module.
+    # v2: the released per-group learning rates (temporal transformers at lr x v2.temporal_lr_scale).
+    optimizer = make_optimizer(cfg, v2.optimizer_groups(cfg, student) if v2.enabled(cfg) else params)
+    # DDP wraps the student (FSDP / ZeRO shard it); the distiller keeps calling the wrapped module.
     student, optimizer = accelerator.prepare(student, optimizer)
     distiller.student = student
 
@@ -381,7 +405,7 @@ def train(
     while step < cfg.steps:
         lr = cfg.lr * min(1.0, (step + 1) / cfg.lr_warmup) if cfg.lr_warmup else cfg.lr
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         shared = steps_cache.load(step, accelerator.device) if steps_cache is not None else None
         if shared is not None:  # another variant's job made this step's batch (and teacher pass)
             latents, prompts, text, record = shared
@@ -429,11 +453,12 @@ def train(
                             extra={"skipped_videos": skipped_state})
 
     skipped_files = {**skipped_before["files"], **_skipped_files(accelerator, data)}
+    gathered = accelerator.get_state_dict(student) if sharded_engine(accelerator) else None  # every process
     if accelerator.is_main_process:
         # export_weights=ema: the run's student is theta^- (swapped in for the write only).
         exported = distiller.ema.swapped_in() if (cfg.export_weights == "ema" and distiller.ema is not None) else contextlib.nullcontext()
         with exported:
-            save_student(accelerator.unwrap_model(student), student_adapter_path(run_dir),
+            save_student(accelerator.unwrap_model(student), student_adapter_path(run_dir), state=gathered,
                          metadata={"step": str(step), "variant": cfg.variant, "rm_vid": cfg.rm_vid, "weights": cfg.export_weights})
         # NaN in `last` means "not measured" (a variant without that reward): null in JSON.
         # Every skip event is counted (a file drawn at two steps counts twice); `files` names each once.

@@ -20,6 +20,11 @@ the released code's value first where it has one (docs/method-v2.md has the tabl
   hpsv21_weight       1.0 (released)
   sample_steps        16 (released predict.py), on the origin grid of the run's N (200 for k = 5)
   inference_motion_gs 0.05 and inference_percentage 0.5 (predict.py): m at t >= T (1 - percentage)
+  finetune            full (released: the whole UNet trains, no target network) | lora (ours in
+                      tiny_v2 / vc2_v2: adapters + the w projection and motion-condition layers)
+  temporal_lr_scale   1.0 (released --temporal_lr_scale): the learning rate of the temporal
+                      transformers' weights (VideoCrafter2's TemporalTransformer and init_attn,
+                      diffusers' TransformerTemporalModel) is lr x this; the rest trains at lr
 """
 
 from __future__ import annotations
@@ -41,6 +46,10 @@ CACHE_FORMAT = 1
 RECORD_DTYPES = ("float32", "float16")
 COEFFICIENTS = ("released", "sigma")
 MOTION_COND_INITS = ("identity", "released")
+FINETUNES = ("lora", "full")
+# The modules the released script puts in its temporal learning-rate group: LVDM's temporal
+# transformer (each block's and the init_attn after the input conv) and diffusers' equivalent.
+TEMPORAL_MODULES = ("TemporalTransformer", "TransformerTemporalModel")
 
 
 class V2Error(BenchError):
@@ -64,6 +73,8 @@ class V2Settings:
     sample_steps: int = 16
     inference_motion_gs: float = 0.05
     inference_percentage: float = 0.5
+    finetune: str = "lora"
+    temporal_lr_scale: float = 1.0
 
     @classmethod
     def from_config(cls, cfg: Any) -> "V2Settings":
@@ -88,13 +99,16 @@ class V2Settings:
         for name in ("tau", "inference_percentage"):
             if not 0 <= getattr(self, name) <= 1:
                 errors.append(f"v2.{name}={getattr(self, name)} must be in [0, 1]")
-        for name, allowed in (("record_dtype", RECORD_DTYPES), ("coefficient", COEFFICIENTS), ("motion_cond_init", MOTION_COND_INITS)):
+        if not 0 < self.temporal_lr_scale < float("inf"):
+            errors.append(f"v2.temporal_lr_scale={self.temporal_lr_scale} must be a finite number > 0")
+        for name, allowed in (("record_dtype", RECORD_DTYPES), ("coefficient", COEFFICIENTS), ("motion_cond_init", MOTION_COND_INITS),
+                              ("finetune", FINETUNES)):
             if getattr(self, name) not in allowed:
                 errors.append(f"v2.{name}={getattr(self, name)!r} (one of {', '.join(allowed)})")
         grid = 1000 // int(getattr(cfg, "skip", 5) or 5)
         if self.sample_steps > grid:
             errors.append(f"v2.sample_steps={self.sample_steps} exceeds the {grid} points of the origin grid (1000 // skip)")
-        if self.motion_cond and getattr(cfg, "w_proj_init", "zero") == "released":
+        if self.motion_cond and self.finetune == "lora" and getattr(cfg, "w_proj_init", "zero") == "released":
             errors.append("v2.motion_cond=true needs the w projection trained in full (w_proj_init=zero)")
         if self.clip_h_weight > 0 and getattr(cfg, "teacher", None) == "tiny":
             errors.append("v2.clip_h_weight > 0: the tiny zoo has no CLIP-H (use 0 in the tiny world)")
@@ -160,6 +174,39 @@ def prepare_student(cfg: Any, student: torch.nn.Module) -> torch.nn.Module:
     return student
 
 
+def full_finetune(cfg: Any) -> bool:
+    """Whether the run trains the whole UNet (v2.finetune=full) rather than LoRA adapters."""
+    return enabled(cfg) and V2Settings.from_config(cfg).finetune == "full"
+
+
+def student_lora(cfg: Any):
+    """The LoRA settings `make_student` gets: None for full fine-tuning (every weight trains)."""
+    return None if full_finetune(cfg) else cfg.lora_settings()
+
+
+def temporal_parameter_names(model: torch.nn.Module) -> set[str]:
+    """Names of the parameters inside a temporal transformer (the released temporal lr group)."""
+    names: set[str] = set()
+    for prefix, module in model.named_modules():
+        if type(module).__name__ in TEMPORAL_MODULES:
+            names.update(f"{prefix}.{n}" if prefix else n for n, _ in module.named_parameters())
+    return names
+
+
+def optimizer_groups(cfg: Any, model: torch.nn.Module) -> list[dict[str, Any]]:
+    """The trainable parameters in the released script's two groups: the temporal transformers'
+    at lr x v2.temporal_lr_scale, the rest at lr (`lr_scale`: the training loop's warmup
+    multiplies each group's scale in). One group of everything where the scale is 1 (v1 too)."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    scale = V2Settings.from_config(cfg).temporal_lr_scale if enabled(cfg) else 1.0
+    if scale == 1.0:  # one group, as before the scale existed (checkpoints stay compatible)
+        return [{"params": [p for _, p in trainable], "lr_scale": 1.0, "name": "all"}]
+    temporal = temporal_parameter_names(model)
+    groups = [{"params": [p for n, p in trainable if n not in temporal], "lr_scale": 1.0, "name": "other"},
+              {"params": [p for n, p in trainable if n in temporal], "lr_scale": scale, "name": "temporal"}]
+    return [g for g in groups if g["params"]]
+
+
 def default_sample_steps(cfg: Any, steps: int) -> int:
     """The sampling steps of a run's student when none are asked for: v2.sample_steps for v2."""
     return V2Settings.from_config(cfg).sample_steps if enabled(cfg) else steps
@@ -207,6 +254,10 @@ def cache_identity(cfg: Any, settings: V2Settings, num_videos: int) -> dict[str,
         "record_dtype": settings.record_dtype,
         "tau": settings.tau,
         "data": {k: str(v) for k, v in sorted(dict(cfg.data).items())},
+        # Where the short captions (data decoupling) come from: a cache built before the tiny
+        # world had a short form holds none, and is refused rather than silently reused.
+        "short_captions": "tiny world: subject and action (world.short_caption)" if cfg.teacher == "tiny"
+        else "caption file: short_caption / short_text column",
         "weights": {k: str(v) for k, v in sorted(dict(cfg.weights).items())},
     }
 
@@ -410,7 +461,8 @@ def make_cache_distiller(cfg: Any, teacher: Any, student: torch.nn.Module, image
             return self.step_from_records(batch, long, generator=generator, reward_prompts=short)
 
     # A LoRA student's teacher is itself with the adapters off; v2 never runs the teacher in
-    # training, so nothing else is needed (full fine-tuning needs no frozen copy either).
+    # training (the cache holds its outputs), so a fully fine-tuned student needs no frozen
+    # copy either; its target is the online student (target=online: no target network) or EMA.
     return _TrainStep(student, teacher.schedule, cfg.distillation_config(), vae=teacher.vae, image_reward=image_rm,
                       video_reward=video_rm, unet_kwargs=teacher.unet_kwargs, motion_gs=settings.motion_gs,
                       tau=settings.tau, coefficient=settings.coefficient)

@@ -136,19 +136,33 @@ def adapters_disabled(model: nn.Module, layers: list[nn.Module] | None = None) -
             layer.enable_adapters(True)
 
 
-def student_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The student's own weights: LoRA matrices and the w projection (what gets saved)."""
-    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if "lora_" in n or W_PROJECTION_SUFFIX in n.split(".")}
+def is_fully_fine_tuned(model: nn.Module) -> bool:
+    """A student without adapters whose every weight trains (T2V-Turbo-v2's full fine-tuning)."""
+    params = list(model.named_parameters())
+    return bool(params) and not any("lora_" in n for n, _ in params) and all(p.requires_grad for _, p in params)
 
 
-def save_student(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    """Write the LoRA adapter + w projection as safetensors (atomically)."""
+def student_state_dict(model: nn.Module, names_only: bool = False) -> dict[str, torch.Tensor]:
+    """The student's own weights (what gets saved): LoRA matrices and the w projection, or every
+    weight of a fully fine-tuned student (`is_fully_fine_tuned`). names_only: the names (values None)."""
+    full = is_fully_fine_tuned(model)
+    return {n: (None if names_only else p.detach().cpu().contiguous()) for n, p in model.named_parameters()
+            if full or "lora_" in n or W_PROJECTION_SUFFIX in n.split(".")}
+
+
+def save_student(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None,
+                 state: dict[str, torch.Tensor] | None = None) -> None:
+    """Write the LoRA adapter + w projection (or a fully fine-tuned student's every weight) as
+    safetensors (atomically). `state`: the model's full state dict gathered from a sharded model
+    (FSDP, DeepSpeed ZeRO), whose values are written instead of this process's local shards."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(student_state_dict(model), str(tmp), metadata=metadata or {})
+    own = student_state_dict(model) if state is None else \
+        {n: state[n].detach().cpu().contiguous() for n in student_state_dict(model, names_only=True)}
+    save_file(own, str(tmp), metadata=metadata or {})
     tmp.replace(path)
 
 

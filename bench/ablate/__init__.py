@@ -730,14 +730,22 @@ def register(app: typer.Typer) -> None:
         the 50-step CFG teacher, score, and write the ablation report (markdown, CSV, plots).
 
         Resumes where it stopped. Example: `bench ablate` (the tiny world: what `make demo` runs).
+        `bench ablate --config bench/configs/ablate_tiny_v2.yaml`: the T2V-Turbo-v2 ablation (v1 vs v2
+        with and without motion guidance, 4 and 16 steps; its teacher cache is built first).
         """
         from rich.console import Console
 
         # ConfigError (exit 2) and AblationError (its job's status) reach bench's one handler.
         console = Console(stderr=True)
-        spec = load_spec(config, {"work_dir": work_dir, "report": report, "jobs": jobs})
         t0 = time.time()
-        paths = run_ablation(spec, console=console)
+        from bench.ablate import v2 as ablate_v2
+
+        if config is not None and ablate_v2.spec_file_is_v2(config):
+            # A `kind: v2` spec (bench/configs/ablate_tiny_v2.yaml): the T2V-Turbo-v2 ablation.
+            paths = ablate_v2.run_v2_ablation(ablate_v2.load_v2_spec(config, {"work_dir": work_dir, "report": report, "jobs": jobs}),
+                                              console=console)
+        else:
+            paths = run_ablation(load_spec(config, {"work_dir": work_dir, "report": report, "jobs": jobs}), console=console)
         console.print(f"[green]ablation done[/] in {time.time() - t0:.0f}s:")
         for p in paths:
             console.print(f"  {p}")

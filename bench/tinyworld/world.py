@@ -116,6 +116,19 @@ def caption(spec: SceneSpec) -> str:
     return text
 
 
+def short_caption(spec: SceneSpec) -> str:
+    """The clip's short caption: what the subject is and does, without the scene, style and camera.
+
+    T2V-Turbo-v2's data decoupling trains consistency on long, detailed captions and scores the
+    rewards against short ones. In the tiny world `caption` is the long form; this drops the
+    clauses a short web caption leaves out (a factor a caption leaves out is unconstrained, so
+    the short form still describes the clip). Scene-only clips keep their scene: it is the subject.
+    """
+    if not spec.objects:
+        return SCENE_PHRASES[spec.scene][0]
+    return caption(replace(spec, scene_named=False, style="solid", camera="static"))
+
+
 def vocabulary() -> list[str]:
     """Every word a caption can contain (for tokenizers)."""
     words: set[str] = set()
