@@ -490,7 +490,7 @@ def write_v2_report(spec: V2AblationSpec, models: Sequence[dict]) -> list[Path]:
     import pandas as pd
 
     from bench.ablate import speed_rows
-    from bench.report import _write_atomic, build_report, load_results_folder, markdown_table
+    from bench.report import _write_atomic, build_report, load_results_folder
     from bench.report.compare import analyse, analysis_json, markdown_sections, pair_rows, pairs_plot
 
     results = {m["name"]: load_results_folder(Path(m["scores"]), name=m["name"]) for m in models}
