@@ -9,7 +9,7 @@ import shutil
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from bench.config import ConfigError
 from bench.validate import json_safe
@@ -69,6 +69,26 @@ def submission_order(spec: AblationSpec, entries: Sequence[dict]) -> list[dict]:
     return sorted(entries, key=lambda e: -cost[e["name"]])
 
 
+def record_start(spec: Any, keep: Sequence[str], defaults: Mapping[str, Any] | None = None) -> tuple[Path, dict]:
+    """Write WORK_DIR/ablation.json for a (re)started ablation, after checking that a previous
+    start used the same settings (but for `keep`, which may change between resumes): a resume
+    with other settings would mix two designs in one report. Returns (its path, the spec as a dict)."""
+    from bench.runs import run_record, write_json_atomic
+
+    Path(spec.work_dir).mkdir(parents=True, exist_ok=True)
+    state_path = Path(spec.work_dir) / "ablation.json"
+    spec_dict = dataclasses.asdict(spec)
+    if state_path.is_file():
+        previous = json.loads(state_path.read_text()).get("spec", {})
+        defaults = defaults or {}
+        changed = sorted(k for k in spec_dict if k not in keep and previous.get(k, defaults.get(k)) != spec_dict[k])
+        if changed:
+            raise ConfigError(f"{state_path}: this ablation was started with different settings ({', '.join(changed)}); "
+                              "use another work_dir or the same config")
+    write_json_atomic(state_path, run_record("ablation", spec_dict, {"generation_seed": spec.seed}, {"spec": spec_dict}))
+    return state_path, spec_dict
+
+
 def run_ablation(spec: AblationSpec, console: Any = None) -> list[Path]:
     import multiprocessing as mp
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -76,21 +96,11 @@ def run_ablation(spec: AblationSpec, console: Any = None) -> list[Path]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     entries = plan_entries(spec)
-    Path(spec.work_dir).mkdir(parents=True, exist_ok=True)
-    state_path = Path(spec.work_dir) / "ablation.json"
-    spec_dict = dataclasses.asdict(spec)
-    if state_path.is_file():
-        previous = json.loads(state_path.read_text()).get("spec", {})
-        keep = ("jobs", "threads_per_job", "bootstrap", "report")
-        # A key added since the ablation was started counts as its default, which it ran with.
-        defaults = dataclasses.asdict(AblationSpec())
-        changed = sorted(k for k in spec_dict if k not in keep and previous.get(k, defaults[k]) != spec_dict[k])
-        if changed:
-            raise ConfigError(f"{state_path}: this ablation was started with different settings ({', '.join(changed)}); "
-                              "use another work_dir or the same config")
-    from bench.runs import run_record, write_json_atomic
+    from bench.runs import write_json_atomic
 
-    write_json_atomic(state_path, run_record("ablation", spec_dict, {"generation_seed": spec.seed}, {"spec": spec_dict}))
+    # A key added since the ablation was started counts as its default, which it ran with.
+    state_path, spec_dict = record_start(spec, keep=("jobs", "threads_per_job", "bootstrap", "report"),
+                                         defaults=dataclasses.asdict(AblationSpec()))
     ctx = mp.get_context("spawn")
     manager = ctx.Manager()
     queue = manager.Queue()

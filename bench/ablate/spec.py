@@ -115,21 +115,26 @@ class AblationSpec:
             raise ConfigError("invalid ablation config: " + "; ".join(errors))
 
 
-def load_spec(path: str | Path | None = None, overrides: dict | None = None) -> AblationSpec:
-    path = Path(path) if path else CONFIG_DIR / "ablate_tiny.yaml"
+def read_spec(path: Path, spec_class: type, overrides: dict | None = None):
+    """`spec_class` from a YAML file: unknown keys, bad YAML and a missing file are ConfigErrors
+    (exit 2); `overrides` (the CLI's options, None = not given) win over the file."""
     if not path.is_file():
         raise ConfigError(f"ablation config not found: {path}")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    known = {f.name for f in dataclasses.fields(AblationSpec)}
+    known = {f.name for f in dataclasses.fields(spec_class)}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}")
-    spec = AblationSpec(**{**raw, **{k: v for k, v in (overrides or {}).items() if v is not None}})
+    spec = spec_class(**{**raw, **{k: v for k, v in (overrides or {}).items() if v is not None}})
     spec.validate()
     return spec
+
+
+def load_spec(path: str | Path | None = None, overrides: dict | None = None) -> AblationSpec:
+    return read_spec(Path(path) if path else CONFIG_DIR / "ablate_tiny.yaml", AblationSpec, overrides)
 
 
 def model_name(variant: dict) -> str:

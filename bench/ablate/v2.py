@@ -33,6 +33,9 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
+from bench.ablate.document import _fmt_ci, _num
+from bench.ablate.run import record_start
+from bench.ablate.spec import read_spec
 from bench.config import ConfigError
 from bench.generate import DEFAULT_STUDENT_GUIDANCE
 from bench.validate import json_safe
@@ -213,20 +216,7 @@ def model_name(row: str, steps: int) -> str:
 
 
 def load_v2_spec(path: str | Path, overrides: dict | None = None) -> V2AblationSpec:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"ablation config not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    known = {f.name for f in dataclasses.fields(V2AblationSpec)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}")
-    spec = V2AblationSpec(**{**raw, **{k: v for k, v in (overrides or {}).items() if v is not None}})
-    spec.validate()
-    return spec
+    return read_spec(Path(path), V2AblationSpec, overrides)
 
 
 # --- the jobs (worker processes) ----------------------------------------------------------------
@@ -377,20 +367,10 @@ def run_v2_ablation(spec: V2AblationSpec, console: Any = None) -> list[Path]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from bench.ablate import AblationError
-    from bench.runs import run_record, write_json_atomic
+    from bench.runs import write_json_atomic
     from bench.v2 import read_manifest
 
-    Path(spec.work_dir).mkdir(parents=True, exist_ok=True)
-    state_path = Path(spec.work_dir) / "ablation.json"
-    spec_dict = dataclasses.asdict(spec)
-    if state_path.is_file():
-        previous = json.loads(state_path.read_text()).get("spec", {})
-        keep = ("jobs", "threads_per_job", "bootstrap", "report", "contrasts", "reference")
-        changed = sorted(k for k in spec_dict if k not in keep and previous.get(k) != spec_dict[k])
-        if changed:
-            raise ConfigError(f"{state_path}: this ablation was started with different settings ({', '.join(changed)}); "
-                              "use another work_dir or the same config")
-    write_json_atomic(state_path, run_record("ablation", spec_dict, {"generation_seed": spec.seed}, {"spec": spec_dict}))
+    state_path, spec_dict = record_start(spec, keep=("jobs", "threads_per_job", "bootstrap", "report", "contrasts", "reference"))
     ctx = mp.get_context("spawn")
     manager = ctx.Manager()
     queue = manager.Queue()
@@ -452,18 +432,6 @@ def run_v2_ablation(spec: V2AblationSpec, console: Any = None) -> list[Path]:
 
 
 # --- the report ------------------------------------------------------------------------------------
-
-
-def _fmt_ci(ci) -> str:
-    return "—" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
-
-
-def _num(value, fmt: str = ".2f") -> str:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return "—"
-    return "—" if not math.isfinite(v) else format(v, fmt)
 
 
 def v2_statistics(spec: V2AblationSpec, results: dict[str, Any]) -> dict[str, Any]:
