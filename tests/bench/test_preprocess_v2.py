@@ -4,24 +4,9 @@ atomic shards, settings recorded) -> `bench train --config tiny_v2` from the cac
 
 import json
 
-import pytest
 from safetensors import safe_open
-from typer.testing import CliRunner
-
-from bench.cli import _register_verbs, app
-
-# Small enough for CI: N = 20 grid points (k = 50), so a motion record inverts <= 20 steps.
-SMALL = ["skip=50", "v2.records_per_shard=2", "v2.videos=3"]
-
-
-@pytest.fixture
-def runner():
-    _register_verbs()
-    return CliRunner()
-
-
-def _invoke(runner, args):
-    return runner.invoke(app, args, env={"COLUMNS": "200"})
+from tests.helpers.cli import invoke_bench
+from tests.helpers.tinyworld import SMALL_V2 as SMALL
 
 
 def _shard_bytes(cache):
@@ -37,10 +22,10 @@ def _shard_contents(cache):
     return out
 
 
-def test_preprocess_train_generate_score(runner, random_zoo, tmp_path):
+def test_preprocess_train_generate_score(random_zoo, tmp_path):
     cache, run = tmp_path / "cache", tmp_path / "run"
     zoo = f"weights.tiny_zoo={random_zoo}"
-    result = _invoke(runner, ["preprocess", "--config", "tiny_v2", "--out", str(cache), "--device", "cpu", zoo, *SMALL])
+    result = invoke_bench(["preprocess", "--config", "tiny_v2", "--out", str(cache), "--device", "cpu", zoo, *SMALL])
     assert result.exit_code == 0, result.output
     manifest = json.loads((cache / "cache.json").read_text())
     assert manifest["kind"] == "preprocess" and manifest["status"] == "complete" and manifest["shards"] == 2
@@ -55,15 +40,15 @@ def test_preprocess_train_generate_score(runner, random_zoo, tmp_path):
         assert all(s and long.startswith(s) for long, s in zip(longs, shorts))
         assert f.get_tensor("eps_cond").shape == f.get_tensor("noisy_latent").shape
     # A rerun builds nothing; a lost shard is rebuilt, identical (every draw is per video).
-    result = _invoke(runner, ["preprocess", "--config", "tiny_v2", "--out", str(cache), "--device", "cpu", zoo, *SMALL])
+    result = invoke_bench(["preprocess", "--config", "tiny_v2", "--out", str(cache), "--device", "cpu", zoo, *SMALL])
     assert result.exit_code == 0 and "0 shard(s) built" in result.output
     (cache / "shard-00001.safetensors").unlink()
     (cache / "shard-00000.safetensors").write_bytes(first["shard-00000.safetensors"][:100])  # a torn file
-    result = _invoke(runner, ["preprocess", "--config", "tiny_v2", "--out", str(cache), "--device", "cpu", zoo, *SMALL])
+    result = invoke_bench(["preprocess", "--config", "tiny_v2", "--out", str(cache), "--device", "cpu", zoo, *SMALL])
     assert result.exit_code == 0 and "2 shard(s) built" in result.output
     assert _shard_contents(cache) == contents
 
-    result = _invoke(runner, ["train", "--config", "tiny_v2", "--run-dir", str(run), "--device", "cpu", "--tracker", "none", zoo,
+    result = invoke_bench(["train", "--config", "tiny_v2", "--run-dir", str(run), "--device", "cpu", "--tracker", "none", zoo,
                               *SMALL, f"v2.cache={cache}", "steps=2", "batch_size=2", "checkpoint_every=2"])
     assert result.exit_code == 0, result.output
     record = json.loads((run / "run.json").read_text())
@@ -72,7 +57,7 @@ def test_preprocess_train_generate_score(runner, random_zoo, tmp_path):
     rows = (run / "train_log.csv").read_text().splitlines()
     assert len(rows) == 2 and rows[1].startswith("2,")
 
-    result = _invoke(runner, ["generate", "--run", str(run), "--suite", "tiny", "--limit", "1", "--videos-per-prompt", "1",
+    result = invoke_bench(["generate", "--run", str(run), "--suite", "tiny", "--limit", "1", "--videos-per-prompt", "1",
                               "--seed", "3", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     out = run / "videos" / "tiny_16step"
@@ -83,40 +68,40 @@ def test_preprocess_train_generate_score(runner, random_zoo, tmp_path):
     assert cond["values"] == [0.05 if t >= 500 else 0.0 for t in cond["timesteps"]]
     assert len(list(out.glob("*.mp4"))) == 1
 
-    result = _invoke(runner, ["score", "tiny", "--run", str(run), "-d", "dynamic_degree", "--zoo", str(random_zoo)])
+    result = invoke_bench(["score", "tiny", "--run", str(run), "-d", "dynamic_degree", "--zoo", str(random_zoo)])
     assert result.exit_code == 0, result.output
     summary = json.loads((run / "scores" / "tiny_16step-tiny" / "summary.json").read_text())
     assert 0.0 <= summary["dynamic_degree"] <= 1.0
 
 
-def test_sharded_build_and_bad_input(runner, random_zoo, tmp_path):
+def test_sharded_build_and_bad_input(random_zoo, tmp_path):
     cache = tmp_path / "cache"
     zoo = f"weights.tiny_zoo={random_zoo}"
     base = ["preprocess", "--config", "tiny_v2", "--out", str(cache), "--device", "cpu", zoo, "skip=50", "v2.records_per_shard=1",
             "v2.videos=2", "v2.tau=0"]  # no motion records: two cheap shards
-    result = _invoke(runner, [*base, "--shard", "1/2"])
+    result = invoke_bench([*base, "--shard", "1/2"])
     assert result.exit_code == 0, result.output
     assert [p.name for p in cache.glob("shard-*")] == ["shard-00001.safetensors"]
     assert json.loads((cache / "cache.json").read_text())["status"] == "building"
     # Training refuses an incomplete cache, naming what is missing, and writes no run.
-    result = _invoke(runner, ["train", "--config", "tiny_v2", "--run-dir", str(tmp_path / "r"), "--device", "cpu", zoo, "skip=50",
+    result = invoke_bench(["train", "--config", "tiny_v2", "--run-dir", str(tmp_path / "r"), "--device", "cpu", zoo, "skip=50",
                               "v2.records_per_shard=1", "v2.videos=2", "v2.tau=0", f"v2.cache={cache}", "steps=1"])
     assert result.exit_code == 2 and "shard-00000" in result.output and not (tmp_path / "r").exists()
-    result = _invoke(runner, [*base, "--shard", "0/2"])
+    result = invoke_bench([*base, "--shard", "0/2"])
     assert result.exit_code == 0 and "cache complete" in result.output.replace("\n", " ")
     assert json.loads((cache / "cache.json").read_text())["status"] == "complete"
     # Other settings into the same folder are refused, nothing rewritten.
     before = _shard_bytes(cache)
-    result = _invoke(runner, [*base, "v2.videos=3"])
+    result = invoke_bench([*base, "v2.videos=3"])
     assert result.exit_code == 2 and "other settings" in result.output and "videos" in result.output
     assert _shard_bytes(cache) == before
     for bad, words in ((["--shard", "2/2"], "shard"), (["v2.tau=2"], "tau"), (["v2.nonsense=1"], "unknown v2 key"),
                        (["v2.motion_cond=maybe"], "motion_cond")):
-        result = _invoke(runner, [*base, *bad])
+        result = invoke_bench([*base, *bad])
         assert result.exit_code == 2 and words in result.output, result.output
-    result = _invoke(runner, ["preprocess", "--config", "tiny", "--out", str(tmp_path / "c2"), zoo])
+    result = invoke_bench(["preprocess", "--config", "tiny", "--out", str(tmp_path / "c2"), zoo])
     assert result.exit_code == 2 and "no v2 block" in result.output and not (tmp_path / "c2").exists()
-    assert "preprocess" in _invoke(runner, ["--help"]).output
+    assert "preprocess" in invoke_bench(["--help"]).output
 
 
 def test_short_captions_drop_scene_style_and_camera():

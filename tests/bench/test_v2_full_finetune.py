@@ -4,24 +4,14 @@ holds every weight and generates."""
 
 import json
 
-import pytest
 import torch
 from safetensors.torch import load_file
-from typer.testing import CliRunner
-
-from bench.cli import _register_verbs, app
-
-SMALL = ["skip=50", "v2.records_per_shard=2", "v2.videos=3"]
+from tests.helpers.cli import invoke_bench
+from tests.helpers.tinyworld import SMALL_V2 as SMALL
 
 
-@pytest.fixture
-def runner():
-    _register_verbs()
-    return CliRunner()
-
-
-def _invoke(runner, args):
-    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+def _ok(args):
+    result = invoke_bench(args)
     assert result.exit_code == 0, result.output
     return result
 
@@ -54,11 +44,11 @@ def test_optimizer_groups_put_the_temporal_transformers_at_their_own_rate(random
     assert not all(p.requires_grad for p in lora_student.parameters())
 
 
-def test_full_fine_tuning_trains_every_weight_and_generates(runner, random_zoo, tmp_path):
+def test_full_fine_tuning_trains_every_weight_and_generates(random_zoo, tmp_path):
     cache, run = tmp_path / "cache", tmp_path / "run"
     zoo = f"weights.tiny_zoo={random_zoo}"
-    _invoke(runner, ["preprocess", "--config", "tiny_v2", "--out", str(cache), "--device", "cpu", zoo, *SMALL])
-    _invoke(runner, ["train", "--config", "tiny_v2", "--run-dir", str(run), "--device", "cpu", "--tracker", "none", zoo, *SMALL,
+    _ok(["preprocess", "--config", "tiny_v2", "--out", str(cache), "--device", "cpu", zoo, *SMALL])
+    _ok(["train", "--config", "tiny_v2", "--run-dir", str(run), "--device", "cpu", "--tracker", "none", zoo, *SMALL,
                      f"v2.cache={cache}", "steps=2", "batch_size=2", "checkpoint_every=2", "lr_warmup=0", "lr=1e-3",
                      "v2.finetune=full", "target=online", "v2.temporal_lr_scale=0.5"])
     record = json.loads((run / "run.json").read_text())
@@ -85,7 +75,7 @@ def test_full_fine_tuning_trains_every_weight_and_generates(runner, random_zoo, 
     _, unet, _ = load_run_student(run)
     assert all(torch.equal(p, saved[n]) for n, p in unet.named_parameters())
     out = tmp_path / "videos"
-    _invoke(runner, ["generate", "--run", str(run), "--suite", "tiny", "--limit", "1", "--videos-per-prompt", "1",
+    _ok(["generate", "--run", str(run), "--suite", "tiny", "--limit", "1", "--videos-per-prompt", "1",
                      "--steps", "2", "--out", str(out), "--seed", "3"])
     assert len(list(out.glob("*.mp4"))) == 1
 

@@ -1,4 +1,5 @@
-"""A `bench` app with only some verbs registered, behind bench's one error handler."""
+"""Running `bench` in-process: the whole app, or one with only some verbs registered, behind
+bench's one error handler."""
 
 from __future__ import annotations
 
@@ -19,3 +20,14 @@ def verb_app(*modules) -> typer.Typer:
         pass
 
     return app
+
+
+def invoke_bench(args: list[str]):
+    """`bench ARGS` in-process with every verb registered, on a wide terminal (so that messages
+    are not wrapped mid-word); returns click's Result."""
+    from typer.testing import CliRunner
+
+    from bench.cli import _register_verbs, app
+
+    _register_verbs()
+    return CliRunner().invoke(app, args, env={"COLUMNS": "200"})

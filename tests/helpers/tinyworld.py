@@ -6,13 +6,17 @@ seconds, and do not depend on the shipped zoo's training.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from bench.tinyworld import models as M
 from bench.tinyworld.build import export, Context, read_manifest, write_manifest
+
+
+# `tiny_v2` small enough for CI: N = 20 grid points (k = 50), so a motion record inverts <= 20
+# steps, and a 3-video cache in shards of 2.
+SMALL_V2 = ["skip=50", "v2.records_per_shard=2", "v2.videos=3"]
 
 
 def make_random_zoo(path: str | Path, seed: int = 0) -> Path:
