@@ -48,6 +48,31 @@ def _run_config(entry: dict) -> dict | None:
         return None
 
 
+def report_contents(spec: Any, paths: Mapping[str, Path], table: Any, markdown: str, models: Sequence[Any],
+                    bootstrap: Any, speed: Mapping[str, Any], analysis: Any, report: Any) -> dict[Path, bytes]:
+    """The files every ablation report writes (v1 and v2): the table as CSV, the markdown, the
+    JSON (NaN, i.e. no value: a speed-up without a teacher, an interval without samples, is
+    null), the all-pairs CSV and plot, the dimension and composite plots, and the spec beside
+    them in `<report>_runs/ablation_spec.json`."""
+    import pandas as pd
+
+    from bench.report.compare import analysis_json, pair_rows, pairs_plot
+
+    runs_dir = paths["csv"].with_name(paths["csv"].stem + "_runs")
+    return {
+        paths["csv"]: table.to_csv(index=False).encode(),
+        paths["md"]: markdown.encode(),
+        paths["json"]: json.dumps(json_safe({"spec": dataclasses.asdict(spec), "models": list(models), "bootstrap": bootstrap,
+                                             "speed": list(speed.values()), "statistics": analysis_json(analysis)}),
+                                  indent=2, default=str, allow_nan=False).encode(),
+        paths["pairs_csv"]: pd.DataFrame(pair_rows(analysis)).to_csv(index=False).encode(),
+        paths["pairs"]: pairs_plot(analysis),
+        paths["dimensions"]: report.plots["_dimensions.png"],
+        paths["composites"]: report.plots["_composites.png"],
+        runs_dir / "ablation_spec.json": json.dumps(dataclasses.asdict(spec), indent=2, allow_nan=False).encode(),
+    }
+
+
 def write_ablation_report(spec: AblationSpec, entries: Sequence[dict]) -> list[Path]:
     from bench.report import _write_atomic, build_report, load_results_folder
 
@@ -94,27 +119,17 @@ def write_ablation_report(spec: AblationSpec, entries: Sequence[dict]) -> list[P
         "pairs": prefix.with_name(prefix.name + "_pairs.png"),
         "pairs_csv": prefix.with_name(prefix.name + "_pairs.csv"),
     }
-    from bench.report.compare import analysis_json, markdown_sections, pair_rows, pairs_plot
+    from bench.report.compare import markdown_sections
 
     markdown = _ablation_markdown(spec, table, cis, speed, models, entries, paths, markdown_sections(analysis))
     contents = {
-        paths["csv"]: table.to_csv(index=False).encode(),
-        paths["md"]: markdown.encode(),
-        # NaN (no value: a speed-up without a teacher, an interval without samples) is null.
-        paths["json"]: json.dumps(json_safe({"spec": dataclasses.asdict(spec), "models": list(entries), "bootstrap": cis,
-                                             "speed": list(speed.values()), "statistics": analysis_json(analysis)}),
-                                  indent=2, default=str, allow_nan=False).encode(),
-        paths["pairs_csv"]: __import__("pandas").DataFrame(pair_rows(analysis)).to_csv(index=False).encode(),
-        paths["pairs"]: pairs_plot(analysis),
-        paths["dimensions"]: report.plots["_dimensions.png"],
-        paths["composites"]: report.plots["_composites.png"],
+        **report_contents(spec, paths, table, markdown, entries, cis, speed, analysis, report),
         paths["ci"]: _ci_plot(table),
         paths["speed"]: _speed_plot(table),
     }
     # The report travels without runs/ (git-ignored, large): keep what it was made from next
     # to it, i.e. the ablation spec and each model's run record and training log.
     runs_dir = prefix.with_name(prefix.name + "_runs")
-    contents[runs_dir / "ablation_spec.json"] = json.dumps(dataclasses.asdict(spec), indent=2, allow_nan=False).encode()
     for e in entries:
         for fname in ("run.json", "train_log.csv"):
             src = Path(e["run_dir"]) / fname

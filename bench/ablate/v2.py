@@ -20,7 +20,6 @@ interrupted ablation resumes. A row may name `reuse: DIR`, a finished run of the
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import shutil
@@ -33,14 +32,13 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
-from bench.ablate.document import _fmt_ci, _num
+from bench.ablate.document import _fmt_ci, _num, report_contents
 from bench.ablate.run import record_start
-from bench.ablate.spec import read_spec
+from bench.ablate.spec import TEACHER, read_spec
 from bench.config import ConfigError
 from bench.generate import DEFAULT_STUDENT_GUIDANCE
 from bench.validate import json_safe
 
-TEACHER = "teacher"
 KIND = "v2"
 # The motion dimensions the report puts beside the composites (VBench's names).
 MOTION_DIMENSIONS = ("dynamic_degree", "motion_smoothness")
@@ -455,11 +453,10 @@ def v2_statistics(spec: V2AblationSpec, results: dict[str, Any]) -> dict[str, An
 
 
 def write_v2_report(spec: V2AblationSpec, models: Sequence[dict]) -> list[Path]:
-    import pandas as pd
 
     from bench.ablate import speed_rows
     from bench.report import _write_atomic, build_report, load_results_folder
-    from bench.report.compare import analyse, analysis_json, markdown_sections, pair_rows, pairs_plot
+    from bench.report.compare import analyse, markdown_sections
 
     results = {m["name"]: load_results_folder(Path(m["scores"]), name=m["name"]) for m in models}
     labels = {r["name"]: r.get("label", r["name"]) for r in spec.rows}
@@ -499,21 +496,12 @@ def write_v2_report(spec: V2AblationSpec, models: Sequence[dict]) -> list[Path]:
              "pairs_csv": sibling("_pairs.csv")}
     markdown = _markdown(spec, table, stats, models, labels, paths, markdown_sections(analysis))
     contents = {
-        paths["csv"]: table.to_csv(index=False).encode(),
-        paths["md"]: markdown.encode(),
-        paths["json"]: json.dumps(json_safe({"spec": dataclasses.asdict(spec), "models": list(models), "bootstrap": stats,
-                                             "speed": list(speed.values()), "statistics": analysis_json(analysis)}),
-                                  indent=2, default=str, allow_nan=False).encode(),
-        paths["pairs_csv"]: pd.DataFrame(pair_rows(analysis)).to_csv(index=False).encode(),
-        paths["pairs"]: pairs_plot(analysis),
-        paths["dimensions"]: report.plots["_dimensions.png"],
-        paths["composites"]: report.plots["_composites.png"],
+        **report_contents(spec, paths, table, markdown, models, stats, speed, analysis, report),
         paths["motion"]: _motion_plot(table, labels),
     }
     # The report travels without runs/: the spec, the cache's record and each run's record
     # and training log go beside it.
     runs_dir = sibling("_runs")
-    contents[runs_dir / "ablation_spec.json"] = json.dumps(dataclasses.asdict(spec), indent=2, allow_nan=False).encode()
     if (spec.cache_dir / "cache.json").is_file():
         contents[runs_dir / "cache.json"] = (spec.cache_dir / "cache.json").read_bytes()
     state = Path(spec.work_dir) / "ablation.json"
