@@ -73,8 +73,31 @@ def report_contents(spec: Any, paths: Mapping[str, Path], table: Any, markdown: 
     }
 
 
+def run_records(runs_dir: Path, runs: Sequence[tuple[str, str | Path]],
+                files: Sequence[str] = ("run.json", "train_log.csv")) -> dict[Path, bytes]:
+    """Each run's record files that exist, at `runs_dir/<name>/<file>`: what a report was made
+    from travels with it (runs/ is git-ignored and large)."""
+    out: dict[Path, bytes] = {}
+    for name, run_dir in runs:
+        for fname in files:
+            src = Path(run_dir) / fname
+            if src.is_file():
+                out[runs_dir / name / fname] = src.read_bytes()
+    return out
+
+
+def write_report_files(contents: Mapping[Path, bytes]) -> list[Path]:
+    """Write every file of a report, each atomically; returns their paths."""
+    from bench.report import _write_atomic
+
+    for path, data in contents.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path, data)
+    return list(contents)
+
+
 def write_ablation_report(spec: AblationSpec, entries: Sequence[dict]) -> list[Path]:
-    from bench.report import _write_atomic, build_report, load_results_folder
+    from bench.report import build_report, load_results_folder
 
     groups: dict[str, list[dict]] = {}
     for e in entries:
@@ -130,15 +153,8 @@ def write_ablation_report(spec: AblationSpec, entries: Sequence[dict]) -> list[P
     # The report travels without runs/ (git-ignored, large): keep what it was made from next
     # to it, i.e. the ablation spec and each model's run record and training log.
     runs_dir = prefix.with_name(prefix.name + "_runs")
-    for e in entries:
-        for fname in ("run.json", "train_log.csv"):
-            src = Path(e["run_dir"]) / fname
-            if src.is_file():
-                contents[runs_dir / e["name"] / fname] = src.read_bytes()
-    for path, data in contents.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path, data)
-    return list(contents)
+    contents.update(run_records(runs_dir, [(e["name"], e["run_dir"]) for e in entries]))
+    return write_report_files(contents)
 
 
 def _verdict(table, cis) -> list[str]:

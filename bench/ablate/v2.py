@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
-from bench.ablate.document import _fmt_ci, _num, report_contents
+from bench.ablate.document import _fmt_ci, _num, report_contents, run_records, write_report_files
 from bench.ablate.run import record_start
 from bench.ablate.spec import TEACHER, read_spec
 from bench.config import ConfigError
@@ -455,7 +455,7 @@ def v2_statistics(spec: V2AblationSpec, results: dict[str, Any]) -> dict[str, An
 def write_v2_report(spec: V2AblationSpec, models: Sequence[dict]) -> list[Path]:
 
     from bench.ablate import speed_rows
-    from bench.report import _write_atomic, build_report, load_results_folder
+    from bench.report import build_report, load_results_folder
     from bench.report.compare import analyse, markdown_sections
 
     results = {m["name"]: load_results_folder(Path(m["scores"]), name=m["name"]) for m in models}
@@ -507,15 +507,9 @@ def write_v2_report(spec: V2AblationSpec, models: Sequence[dict]) -> list[Path]:
     state = Path(spec.work_dir) / "ablation.json"
     if state.is_file():
         contents[runs_dir / "ablation.json"] = state.read_bytes()
-    for m in {m["row"]: m for m in models}.values():
-        for fname in ("run.json", "train_log.csv", "reused_from.json"):
-            src = Path(m["run_dir"]) / fname
-            if src.is_file():
-                contents[runs_dir / m["row"] / fname] = src.read_bytes()
-    for path, data in contents.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path, data)
-    return list(contents)
+    rows = {m["row"]: m["run_dir"] for m in models}
+    contents.update(run_records(runs_dir, list(rows.items()), ("run.json", "train_log.csv", "reused_from.json")))
+    return write_report_files(contents)
 
 
 def _markdown(spec, table, stats, models, labels, paths, statistics: Sequence[str]) -> str:
