@@ -414,12 +414,11 @@ def train(
             text = None if v2.enabled(cfg) else teacher.text_encoder(prompts)  # v2: the cache holds the embeddings
             record = None
         gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step * 1_009 + rank) % (2**31))
-        if steps_cache is None:
-            out = distiller.step(latents, text, prompts, generator=gen)
-        else:
-            out = distiller.step(latents, text, prompts, generator=gen, teacher_record=record)
-            if shared is None or (record is None and out.teacher_record is not None):
-                steps_cache.store(step, latents, prompts, text, out.teacher_record)
+        # (v2's cache distiller takes no teacher record: the shared steps are tiny-world v1 only.)
+        out = distiller.step(latents, text, prompts, generator=gen, **({} if steps_cache is None else {"teacher_record": record}))
+        # Store what this job computed: the whole step, or a teacher pass the read record lacked.
+        if steps_cache is not None and (shared is None or (record is None and out.teacher_record is not None)):
+            steps_cache.store(step, latents, prompts, text, out.teacher_record)
         # One gather per step for both: is every process's loss finite, how many videos were skipped.
         flags = torch.tensor([1.0 if torch.isfinite(out.loss) else 0.0, float(getattr(data, "num_skipped", 0))],
                              device=accelerator.device)
