@@ -184,6 +184,7 @@ class TrainConfig:
             "video_reward_frames": self.video_reward_frames,
             "w_proj_init": self.w_proj_init,
             "grad_checkpointing": self.grad_checkpointing,
+            "lora_forward": self.distill.lora_forward,
             "optimizer": self.optimizer,
             **({"v2": _v2_recipe(self)} if self.v2 else {}),
         }
@@ -266,6 +267,7 @@ FLAT_KEYS: dict[str, tuple[str | None, str]] = {
     "w_proj_init": ("lora", "w_proj_init"),
     **{k: ("optim", k) for k in ("grad_checkpointing", "optimizer")},
     **{k: ("io", k) for k in ("checkpoint_every", "keep_checkpoints", "log_every")},
+    "lora_forward": ("distill", "lora_forward"),
     **{k: (None, k) for k in MAPPINGS},
 }
 # A section field added later without a flat name is set, and recorded in run.json, by its
@@ -493,7 +495,14 @@ def config_to_dict(cfg: TrainConfig) -> dict:
     return {name: _thaw(get_value(cfg, path)) for name, path in KEYS.items()}
 
 
+# Keys whose default is not what a run made before the key existed did: such a run, read back
+# from its run.json, gets the value it ran with. (Peft's layer forward was the only one then.)
+BEFORE_THE_KEY: dict[str, Any] = {"lora_forward": "adapter"}
+
+
 def config_from_dict(d: Mapping[str, Any]) -> TrainConfig:
     """A config back from run.json; keys it does not know are dropped, keys it lacks (a run made
-    before they existed) take their defaults, as that run did."""
-    return with_values(TrainConfig(), _flatten(d, "run.json config", strict=False))
+    before they existed) take their defaults, as that run did (`BEFORE_THE_KEY` where that
+    differs from today's default)."""
+    flat = _flatten(d, "run.json config", strict=False)
+    return with_values(TrainConfig(), {**BEFORE_THE_KEY, **flat})

@@ -102,15 +102,30 @@ def sub_app(name: str, help: str) -> "typer.Typer":
                        pretty_exceptions_show_locals=False)
 
 
+def _own_exits() -> tuple[type[BaseException], ...]:
+    """The exceptions click and typer handle themselves (usage errors print usage, exit 2).
+    typer >= 0.22 parses with its own copy of click (`typer._click`), whose classes are not
+    click's: both kinds, or a mistyped option would be reported as a bug."""
+    import click
+
+    classes: list[type[BaseException]] = [click.exceptions.Exit, click.exceptions.Abort, click.ClickException,
+                                          typer.Exit, typer.Abort]
+    try:
+        from typer._click import exceptions as vendored
+    except ImportError:  # a typer that uses click itself
+        pass
+    else:
+        classes.append(vendored.ClickException)  # its Exit and Abort are typer.Exit, typer.Abort
+    return tuple(classes)
+
+
 class BenchGroup(typer.core.TyperGroup):
     """The root command: runs the verb and maps whatever it raises to a message and status."""
 
     def invoke(self, ctx):  # type: ignore[override]
-        import click
-
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, typer.Exit, typer.Abort):
+        except _own_exits():
             raise  # click's and typer's own: usage errors (exit 2), typer.Exit(code) from a verb
         except (Exception, KeyboardInterrupt) as err:
             if debug_enabled() or ctx.meta.get(DEBUG_META):

@@ -11,14 +11,17 @@
    The cost per NFE comes from interleaved runs of equal NFE (`sampling_speed`), and the
    50-step teacher's seconds from its per-step cost; one real 50-step run is recorded beside.
    A per-call profile beside it shows where the cost per NFE goes (one vs two CFG calls, an
-   unmerged adapter, train-mode dropout, diffusers' per-call dtype walk).
+   unmerged adapter, one merged per call as training's target pass runs it, train-mode
+   dropout, diffusers' per-call dtype walk).
 2. Reward-step memory: the reward gradient through the single-step prediction (T2V-Turbo)
    vs through an n-step sampling chain (what it avoids), for n = 1, 2, 4, 8: bytes that
    autograd keeps for backward (exact and device-independent) and, on CUDA, peak memory.
 3. Training-step cost: one whole distillation step as `bench train` runs it (batch, text
    encoding, Algorithm 1's step, backward, optimizer, target update) for VCM and for
-   T2V-Turbo (image + video reward), interleaved step by step, at several batch sizes:
-   seconds per step and per sample, and what the reward feedback costs as a ratio to VCM.
+   T2V-Turbo (image + video reward), each with the LoRA layers merged per call (what training
+   runs) and with peft's layer forward, interleaved step by step, at several batch sizes:
+   seconds per step and per sample, what the reward feedback costs as a ratio to VCM, and
+   what the merged forward gains over peft's.
 
 Default: the shipped tiny-world zoo on the CPU, one thread (as `bench ablate` runs its jobs:
 with other processes on the cores, OpenMP's 2 threads spin-wait and a call can get many
@@ -79,6 +82,7 @@ def call_profile(teacher, student_lora, student, prompts, device, batches=BATCHE
             "teacher CFG, two calls of B": (lambda: (unet(z, t, encoder_hidden_states=text), unet(z, t, encoder_hidden_states=uncond)), 2),
             "student merged, eval (as sampled)": (lambda: student(z, t, encoder_hidden_states=text, timestep_cond=w), 1),
             "student unmerged LoRA, eval": (lambda: student_lora.eval()(z, t, encoder_hidden_states=text, timestep_cond=w), 1),
+            "student LoRA merged per call, eval (training's target)": (lambda: _merged_per_call(student_lora, z, t, text, w), 1),
             "student unmerged LoRA, train mode (old benchmark)": (lambda: student_lora.train()(z, t, encoder_hidden_states=text, timestep_cond=w), 1),
             "student merged, eval, dtype cached": (lambda: _cached(student, z, t, text, w, cached_dtype), 1),
         }
@@ -104,6 +108,13 @@ def call_profile(teacher, student_lora, student, prompts, device, batches=BATCHE
         rows.append({"batch": None, "call": f"diffusers dtype walk: {name} ({sum(1 for _ in m.modules())} modules)",
                      "ms_per_call": (time.perf_counter() - t0) / 10 * 1e3, "ms_per_nfe_per_video": None})
     return rows
+
+
+def _merged_per_call(student_lora, z, t, text, w):
+    from t2v_turbo_core.lora import merged_lora_forward
+
+    with merged_lora_forward(student_lora.eval()):
+        return student_lora(z, t, encoder_hidden_states=text, timestep_cond=w)
 
 
 def _cached(student, z, t, text, w, cached_dtype):
@@ -249,21 +260,26 @@ def step_cost(teacher, rewards, device, batches=(1, 4, 8), repeats: int = 3) -> 
 
     from bench.config import load_config
     from bench.train import TinyWorldBatches, make_distiller
-    from t2v_turbo_core.lora import trainable_parameters
+    from t2v_turbo_core.lora import LORA_FORWARDS, trainable_parameters
 
-    variants = ("vcm", "vcm+img+vid")
+    # (variant, how the LoRA layers compute: "merged" is what `bench train` runs, "adapter" is
+    # peft's layer forward, what it ran before): the ratio of the two is the merged forward's gain.
     setups = {}
-    for variant in variants:
-        cfg = dataclasses.replace(load_config("tiny"), variant=variant, rm_vid="viclip")
-        torch.manual_seed(0)
-        student = teacher.make_student(cfg.lora_settings()).to(device)
-        distiller = make_distiller(cfg, teacher, student, rewards["image"] if cfg.uses_image_reward else None,
-                                   rewards["viclip"] if cfg.uses_video_reward else None)
-        params = list(trainable_parameters(student).values())
-        setups[variant] = (cfg, distiller, params, torch.optim.AdamW(params, lr=cfg.lr), TinyWorldBatches(teacher, cfg.seed, 0))
+    for variant in ("vcm", "vcm+img+vid"):
+        for form in LORA_FORWARDS:
+            base = load_config("tiny")
+            cfg = dataclasses.replace(base, variant=variant, rm_vid="viclip",
+                                      distill=dataclasses.replace(base.distill, lora_forward=form))
+            torch.manual_seed(0)
+            student = teacher.make_student(cfg.lora_settings()).to(device)
+            distiller = make_distiller(cfg, teacher, student, rewards["image"] if cfg.uses_image_reward else None,
+                                       rewards["viclip"] if cfg.uses_video_reward else None)
+            params = list(trainable_parameters(student).values())
+            setups[(variant, form)] = (cfg, distiller, params, torch.optim.AdamW(params, lr=cfg.lr),
+                                       TinyWorldBatches(teacher, cfg.seed, 0))
 
-    def one(variant: str, step: int, b: int) -> float:
-        cfg, distiller, params, optimizer, data = setups[variant]
+    def one(key, step: int, b: int) -> float:
+        cfg, distiller, params, optimizer, data = setups[key]
         _sync(device)
         t0 = time.perf_counter()
         latents, prompts = data(step, b, device)
@@ -278,20 +294,21 @@ def step_cost(teacher, rewards, device, batches=(1, 4, 8), repeats: int = 3) -> 
 
     rows = []
     for b in batches:
-        for v in variants:
-            one(v, 0, b)  # warm-up
-        times = {v: [] for v in variants}
-        for r in range(repeats):  # interleaved: the machine's load weighs on both alike
-            for v in variants:
-                times[v].append(one(v, 1 + r, b))
-        for v in variants:
-            sec = statistics.median(times[v])
-            rows.append({"variant": v, "batch": b, "seconds_per_step": sec, "seconds_per_sample": sec / b,
-                         "seconds_per_step_all": times[v]})
+        for key in setups:
+            one(key, 0, b)  # warm-up
+        times = {key: [] for key in setups}
+        for r in range(repeats):  # interleaved: the machine's load weighs on all alike
+            for key in setups:
+                times[key].append(one(key, 1 + r, b))
+        for (variant, form), ts in times.items():
+            sec = statistics.median(ts)
+            rows.append({"variant": variant, "lora_forward": form, "batch": b, "seconds_per_step": sec,
+                         "seconds_per_sample": sec / b, "seconds_per_step_all": ts})
         print(f"  training steps at batch {b} done", flush=True)
-    vcm = {r["batch"]: r["seconds_per_step"] for r in rows if r["variant"] == "vcm"}
+    sec = {(r["variant"], r["lora_forward"], r["batch"]): r["seconds_per_step"] for r in rows}
     for r in rows:
-        r["ratio_vs_vcm"] = r["seconds_per_step"] / vcm[r["batch"]]
+        r["ratio_vs_vcm"] = r["seconds_per_step"] / sec[("vcm", r["lora_forward"], r["batch"])]
+        r["speedup_vs_adapter"] = sec[(r["variant"], "adapter", r["batch"])] / r["seconds_per_step"]
     return rows
 
 
@@ -376,9 +393,10 @@ def print_tables(result: dict) -> None:
         for r in result["reward_memory"]:
             print(f"{r['reward_through']:<38}{r['sampling_steps']:>6}{r['saved_bytes'] / 2**20:>10.1f}{r['ratio_vs_t2v_turbo']:>8.2f}")
     if "train_step" in result:
-        print(f"\n{'training step':<16}{'batch':>6}{'s/step':>9}{'s/sample':>10}{'vs VCM':>8}")
+        print(f"\n{'training step':<16}{'LoRA':>9}{'batch':>6}{'s/step':>9}{'s/sample':>10}{'vs VCM':>8}{'vs adapter':>12}")
         for r in result["train_step"]:
-            print(f"{r['variant']:<16}{r['batch']:>6}{r['seconds_per_step']:>9.3f}{r['seconds_per_sample']:>10.3f}{r['ratio_vs_vcm']:>7.2f}x")
+            print(f"{r['variant']:<16}{r.get('lora_forward', 'adapter'):>9}{r['batch']:>6}{r['seconds_per_step']:>9.3f}"
+                  f"{r['seconds_per_sample']:>10.3f}{r['ratio_vs_vcm']:>7.2f}x{r.get('speedup_vs_adapter', 1.0):>11.2f}x")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from t2v_turbo_core.losses import distance
-from t2v_turbo_core.lora import EMATarget, adapters_disabled, trainable_parameters, tuner_layers
+from t2v_turbo_core.lora import LORA_FORWARDS, EMATarget, adapters_disabled, merged_lora_forward, trainable_parameters, tuner_layers
 from t2v_turbo_core.models import cached_dtype, predict_noise
 from t2v_turbo_core.rewards import DEFAULT_IMAGE_REWARD_FRAMES, ImageTextReward, VideoTextReward, mixed_reward_loss
 from t2v_turbo_core.schedule import (
@@ -80,6 +80,12 @@ class DistillationConfig:
     image_reward_frames: int = DEFAULT_IMAGE_REWARD_FRAMES  # M (paper: 6; released v1 code: 5)
     video_reward_frames: int | None = None  # None: the video reward model's own num_frames
     mixed_precision: str = "no"  # "no" (fp32) or "bf16" (autocast on CUDA)
+    # How the student's LoRA layers compute their outputs (`lora.merged_lora_forward`): "merged"
+    # applies W + s B A in one product wherever that is exact (no LoRA dropout drawn: every
+    # no-grad target pass; the trained pass when lora_dropout = 0), "adapter" is peft's layer
+    # forward everywhere (W x + s B A x: runs before this key existed). Same function up to
+    # float rounding; "merged" is the faster.
+    lora_forward: str = "merged"
 
     def validate(self, num_train_timesteps: int = 1000) -> None:
         errors = []
@@ -103,6 +109,8 @@ class DistillationConfig:
             errors.append(f"image_reward_frames={self.image_reward_frames} must be >= 1")
         if self.mixed_precision not in ("no", "bf16"):
             errors.append(f"mixed_precision={self.mixed_precision!r} (use 'no' or 'bf16')")
+        if self.lora_forward not in LORA_FORWARDS:
+            errors.append(f"lora_forward={self.lora_forward!r} (use {' or '.join(map(repr, LORA_FORWARDS))})")
         if errors:
             raise ValueError("invalid distillation config: " + "; ".join(errors))
 
@@ -240,14 +248,29 @@ class ConsistencyDistiller:
         # Module lists walked at every step (eval mode for the target, the adapters to disable),
         # made once per student / teacher object (`bench train` swaps in a DDP-wrapped student);
         # the module tree is fixed while it trains (LoRA is merged only after training).
-        self._module_lists: tuple[tuple[int, int], list[nn.Module], list[nn.Module]] | None = None
+        self._module_lists: tuple[tuple[int, int], list[nn.Module], list[nn.Module], bool] | None = None
 
-    def _lists(self) -> tuple[list[nn.Module], list[nn.Module]]:
+    def _lists(self) -> tuple[list[nn.Module], list[nn.Module], bool]:
+        """(every module of student and teacher, the student's LoRA layers, whether any of the
+        student's modules checkpoints its activations)."""
         key = (id(self.student), id(self.teacher))
         if self._module_lists is None or self._module_lists[0] != key:
             everything = [m for mod in (self.student, self.teacher) if isinstance(mod, nn.Module) for m in mod.modules()]
-            self._module_lists = (key, everything, tuner_layers(self.student) if self.teacher is None else [])
-        return self._module_lists[1], self._module_lists[2]
+            student = self.student if isinstance(self.student, nn.Module) else None
+            checkpointed = student is not None and any(getattr(m, "gradient_checkpointing", False) is True
+                                                       for m in student.modules())
+            self._module_lists = (key, everything, tuner_layers(student) if student is not None else [], checkpointed)
+        return self._module_lists[1], self._module_lists[2], self._module_lists[3]
+
+    def student_forward(self, z: torch.Tensor, t: torch.Tensor, text_embedding: torch.Tensor, cond: torch.Tensor | None,
+                        grad: bool = True) -> torch.Tensor:
+        """The student's eps at (z, t, text, w embedding), its LoRA layers computed as
+        `config.lora_forward` says. A trained pass under gradient checkpointing keeps peft's
+        forward: the backward's recomputation runs after this call, outside the merged forward."""
+        _, layers, checkpointed = self._lists()
+        merged = self.config.lora_forward == "merged" and layers and not (grad and checkpointed)
+        with merged_lora_forward(self.student, layers=layers) if merged else contextlib.nullcontext():
+            return predict_noise(self.student, z, t, text_embedding, cond, **self.unet_kwargs)
 
     def _autocast(self, device: torch.device):
         if self.config.mixed_precision == "bf16":
@@ -321,7 +344,7 @@ class ConsistencyDistiller:
                                                c_skip_end, c_out_end, dtype, device)
 
         with self._autocast(device):
-            eps = predict_noise(self.student, z_start, t_start, text_embedding, w_emb, **self.unet_kwargs)
+            eps = self.student_forward(z_start, t_start, text_embedding, w_emb)
         x0 = self.schedule.pred_original_sample(eps.float(), t_start, z_start)
         model_pred = c_skip_start * z_start + c_out_start * x0
 
@@ -398,7 +421,7 @@ class ConsistencyDistiller:
 
             swap = self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext()
             with swap:
-                eps_target = predict_noise(self.student, z_end, t_end, text_embedding, w_emb, **self.unet_kwargs).float()
+                eps_target = self.student_forward(z_end, t_end, text_embedding, w_emb, grad=False).float()
             x0_target = self.schedule.pred_original_sample(eps_target, t_end, z_end)
             return c_skip_end * z_end + c_out_end * x0_target, record
 

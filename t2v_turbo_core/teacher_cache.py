@@ -180,7 +180,7 @@ def consistency_target_from_records(
         ).to(dtype)
         swap = distiller.ema.swapped_in() if distiller.ema is not None else contextlib.nullcontext()
         with swap:
-            eps_target = predict_noise(distiller.student, z_end, t_end, text, w_emb, **distiller.unet_kwargs).float()
+            eps_target = distiller.student_forward(z_end, t_end, text, w_emb, grad=False).float()
         x0_target = schedule.pred_original_sample(eps_target, t_end, z_end)
         c_skip, c_out = boundary_scalings(t_end, cfg.sigma_data, cfg.timestep_scaling)
         shape = (b, *([1] * (nd - 1)))
@@ -258,7 +258,7 @@ class CachedConsistencyDistiller(ConsistencyDistiller):
         if terms != "vid":
             target = consistency_target_from_records(self, batch, w, self.motion_gs, self.tau, self.coefficient, timestep_cond=cond)
         with self._autocast(device):
-            eps = predict_noise(self.student, z_start, t_start, text, cond, **self.unet_kwargs)
+            eps = self.student_forward(z_start, t_start, text, cond)
         x0 = schedule.pred_original_sample(eps.float(), t_start, z_start)
         c_skip, c_out = boundary_scalings(t_start, cfg.sigma_data, cfg.timestep_scaling)
         shape = (b, *([1] * (nd - 1)))

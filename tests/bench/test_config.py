@@ -20,7 +20,7 @@ MANIFEST_KEYS = [
     "seed", "mixed_precision", "lora_rank", "lora_alpha", "lora_dropout", "skip", "w_min", "w_max", "loss_type", "huber_c",
     "target", "ema_decay", "export_weights", "beta_img", "beta_vid", "reward_weighting", "image_reward_frames",
     "video_reward_frames", "w_proj_init", "grad_checkpointing", "optimizer", "checkpoint_every", "keep_checkpoints",
-    "log_every", "data", "weights", "v2",
+    "log_every", "lora_forward", "data", "weights", "v2",
 ]  # fmt: skip
 
 
@@ -103,3 +103,17 @@ def test_the_manifest_keeps_its_flat_keys_and_round_trips():
     assert config_from_dict({**old, "gone_key": 1}) == cfg
     # apply_overrides leaves the config it was given as it was.
     assert apply_overrides(cfg, ["lr=0.5"]).lr == 0.5 and cfg.lr == 0.001
+
+
+def test_a_run_made_before_lora_forward_existed_reads_back_as_peft_forward():
+    """Runs recorded before the key existed ran peft's layer forward; today's default is the
+    merged one. Read back, such a run says what it ran with (a resume then asks for it)."""
+    from bench.config import config_from_dict, config_to_dict
+
+    today = config_to_dict(load_config("tiny"))
+    assert today["lora_forward"] == "merged"
+    old = {k: v for k, v in today.items() if k != "lora_forward"}
+    assert config_from_dict(old).distill.lora_forward == "adapter"
+    assert config_from_dict(today).distill.lora_forward == "merged"
+    with pytest.raises(ConfigError, match="lora_forward"):
+        load_config("tiny", ["lora_forward=fused"])

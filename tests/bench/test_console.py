@@ -42,3 +42,15 @@ def test_a_bench_error_keeps_its_code_and_fields_across_pickling():
     err = pickle.loads(pickle.dumps(ReportInputError(Path("/x/y.json"), "not JSON")))
     assert isinstance(err, ReportInputError) and err.path == Path("/x/y.json") and str(err) == "/x/y.json: not JSON"
     assert exit_code(err) == 2 and err.note == "nothing was written."
+
+
+def test_a_mistyped_option_is_a_usage_error_not_a_bug():
+    """typer 0.22+ parses with its own copy of click, whose UsageError is not click's: the root
+    handler once reported `bench train --stpes 5` as "an unexpected error" with exit 1."""
+    import subprocess
+    import sys
+
+    for verb in (["train"], ["generate"], ["ablate"]):
+        proc = subprocess.run([sys.executable, "-m", "bench", *verb, "--no-such-option"], capture_output=True, text=True)
+        assert proc.returncode == 2, (verb, proc.returncode, proc.stderr[-500:])
+        assert "No such option" in proc.stderr and "unexpected error" not in proc.stderr, proc.stderr[-500:]

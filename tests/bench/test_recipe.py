@@ -54,7 +54,7 @@ def test_shipped_reproduction_configs_follow_the_released_code():
     assert vc2.recipe() == {
         "target": "online", "export_weights": "online", "reward_weighting": "released",
         "effective_weights_cd_img_vid": [1.0, 1.0, 0.666667], "image_reward_frames": 5, "video_reward_frames": 8,
-        "w_proj_init": "released", "grad_checkpointing": True, "optimizer": "adamw",
+        "w_proj_init": "released", "grad_checkpointing": True, "optimizer": "adamw", "lora_forward": "merged",
     }  # fmt: skip
     ms = load_config("ms")
     assert (ms.target, ms.reward_weighting, ms.image_reward_frames, ms.w_proj_init, ms.grad_checkpointing) == (

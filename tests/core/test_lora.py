@@ -10,6 +10,8 @@ from t2v_turbo_core.lora import (
     load_student,
     lora_target_modules,
     merge_lora,
+    merged_lora_forward,
+    merged_weight,
     save_student,
     trainable_parameters,
 )
@@ -106,6 +108,84 @@ def test_merged_lora_equals_unmerged_adapter(tiny_unet3d):
     assert not any("lora_" in n for n, _ in student.named_parameters())
     assert sum(p.numel() for p in student.parameters()) == sum(p.numel() for p in teacher.parameters()) + 256 * 8
     torch.testing.assert_close(after, before, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("layer", [nn.Linear(6, 5), nn.Conv2d(3, 4, 3, padding=1), nn.Conv3d(3, 4, (3, 1, 1), padding=(1, 0, 0))],
+                         ids=["linear", "conv2d", "conv3d"])
+def test_merged_weight_is_peft_merge(layer):
+    """W + s B A per layer type, against peft's own delta (`get_delta_weight`, what merge adds)."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    holder = nn.Module()
+    holder.layer = layer
+    inject_adapter_in_model(LoraConfig(r=2, lora_alpha=6, target_modules=["layer"]), holder)
+    _randomize_lora(holder)
+    lora = holder.layer
+    expected = lora.get_base_layer().weight + lora.get_delta_weight("default")
+    torch.testing.assert_close(merged_weight(lora, "default"), expected, rtol=0, atol=1e-6)
+
+
+def _student_io(tiny_unet3d, dropout):
+    teacher = tiny_unet3d()
+    student = student_from_diffusers_unet(teacher, LoraSettings(rank=4, alpha=8, dropout=dropout))
+    _randomize_lora(student)
+    return student, _inputs()
+
+
+def _grads(student, z, t, c, w):
+    student.zero_grad(set_to_none=True)
+    out = predict_noise(student, z, t, c, w)
+    out.square().mean().backward()
+    return out.detach(), {n: p.grad.clone() for n, p in trainable_parameters(student).items()}
+
+
+def test_merged_lora_forward_is_peft_forward_in_value_and_gradient(tiny_unet3d):
+    """The per-call merged weight W + s B A gives peft's function and gradients (to float
+    rounding), writes no weight, and leaves peft's forward in place afterwards."""
+    student, (z, t, c, w) = _student_io(tiny_unet3d, dropout=0.0)
+    student.train()
+    weights = {n: p.detach().clone() for n, p in student.named_parameters()}
+    torch.manual_seed(0)  # the UNet's own dropout (temporal convs) draws the same in both
+    ref, ref_grads = _grads(student, z, t, c, w)
+    calls = []
+    import t2v_turbo_core.lora as lora_module
+
+    real = lora_module.merged_weight
+    lora_module.merged_weight = lambda layer, adapter: calls.append(layer) or real(layer, adapter)
+    try:
+        with merged_lora_forward(student):
+            torch.manual_seed(0)
+            out, grads = _grads(student, z, t, c, w)
+    finally:
+        lora_module.merged_weight = real
+    layers = [m for m in student.modules() if hasattr(m, "lora_A")]
+    assert sorted(map(id, calls)) == sorted(map(id, layers))  # every LoRA layer ran merged, once
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert grads.keys() == ref_grads.keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-4, atol=1e-6)
+    assert all(torch.equal(p, weights[n]) for n, p in student.named_parameters())
+    assert not any("forward" in vars(m) for m in student.modules())
+
+
+def test_merged_lora_forward_keeps_peft_forward_where_dropout_is_drawn(tiny_unet3d):
+    """With LoRA dropout in train mode the merged weight is not the function (dropout acts on the
+    adapter's input only): every layer keeps peft's forward, bit for bit. In eval mode it merges."""
+    student, (z, t, c, w) = _student_io(tiny_unet3d, dropout=0.5)
+    student.train()
+    with torch.no_grad():
+        torch.manual_seed(3)
+        ref = predict_noise(student, z, t, c, w)
+        with merged_lora_forward(student):
+            torch.manual_seed(3)
+            same = predict_noise(student, z, t, c, w)
+        assert torch.equal(same, ref)
+        student.eval()
+        peft_eval = predict_noise(student, z, t, c, w)
+        with merged_lora_forward(student):
+            merged_eval = predict_noise(student, z, t, c, w)
+    torch.testing.assert_close(merged_eval, peft_eval, rtol=1e-5, atol=1e-5)
+    assert (ref - peft_eval).abs().max() > 1e-4  # dropout did act in train mode
 
 
 def test_save_and_load_student_round_trip(tiny_unet3d, tmp_path):
