@@ -36,7 +36,6 @@ machine and its load, which the results file records (load average before and af
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time

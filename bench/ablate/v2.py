@@ -33,7 +33,7 @@ import numpy as np
 import yaml
 
 from bench.ablate.document import _fmt_ci, _num, report_contents, run_records, write_report_files
-from bench.ablate.run import record_start
+from bench.ablate.run import record_start, worker_context
 from bench.ablate.spec import TEACHER, read_spec
 from bench.config import ConfigError
 from bench.generate import DEFAULT_STUDENT_GUIDANCE
@@ -359,7 +359,6 @@ def _row_cost(spec: V2AblationSpec, row: dict) -> float:
 
 
 def run_v2_ablation(spec: V2AblationSpec, console: Any = None) -> list[Path]:
-    import multiprocessing as mp
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -369,7 +368,7 @@ def run_v2_ablation(spec: V2AblationSpec, console: Any = None) -> list[Path]:
     from bench.v2 import read_manifest
 
     state_path, spec_dict = record_start(spec, keep=("jobs", "threads_per_job", "bootstrap", "report", "contrasts", "reference"))
-    ctx = mp.get_context("spawn")
+    ctx, _ = worker_context()
     manager = ctx.Manager()
     queue = manager.Queue()
     t0 = time.time()

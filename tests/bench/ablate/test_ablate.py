@@ -122,3 +122,19 @@ def test_the_three_seed_spec_is_the_demo_with_seeds_counted():
     assert seeds["work_dir"] != demo["work_dir"] and seeds["report"] != demo["report"]
     names = [e["name"] for e in plan_entries(load_spec(CONFIG_DIR / "ablate_tiny_3seeds.yaml"))]
     assert len(names) == 3 * len(demo["variants"]) + 1 and "vcm-seed2" in names
+
+
+def test_the_workers_keep_freed_memory_unless_the_user_set_the_allocator(monkeypatch):
+    """The ablation's spawned workers start with glibc's allocator told to keep freed blocks
+    (bench/ablate/run.py: WORKER_ENVIRONMENT); a value the user set wins."""
+    import os
+
+    from bench.ablate.run import WORKER_ENVIRONMENT, worker_context
+
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "12345")
+    ctx, env = worker_context()
+    assert env == {"MALLOC_MMAP_THRESHOLD_": WORKER_ENVIRONMENT["MALLOC_MMAP_THRESHOLD_"], "MALLOC_TRIM_THRESHOLD_": "12345"}
+    with ctx.Pool(1) as pool:
+        seen = pool.map(os.getenv, ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"])
+    assert seen == [WORKER_ENVIRONMENT["MALLOC_MMAP_THRESHOLD_"], "12345"]
