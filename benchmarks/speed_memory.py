@@ -245,8 +245,18 @@ def reward_memory(teacher, student, image_rm, video_rm, prompts, device) -> list
         loss = -image_rm(frames[:, :4].flatten(0, 1), [p for p in prompts for _ in range(4)]).mean()
         return loss - video_rm(frames[:, :: max(1, teacher.num_frames // video_rm.num_frames)][:, : video_rm.num_frames], prompts).mean()
 
+    from t2v_turbo_core.lora import merged_lora_forward
+
+    def chain_as_trained(n):
+        # The chain's student calls as the distiller makes its trained call (`lora_forward`), so
+        # that both sides keep the same tensors per UNet call.
+        if cfg.lora_forward != "merged":
+            return chain(n)
+        with merged_lora_forward(student):
+            return chain(n)
+
     for n in (1, 2, 4, 8):
-        saved, cuda_peak = peak(lambda n=n: chain(n))
+        saved, cuda_peak = peak(lambda n=n: chain_as_trained(n))
         rows.append({"reward_through": "n-step sampling chain", "sampling_steps": n, "saved_bytes": saved, "cuda_peak_bytes": cuda_peak})
     base = rows[0]["saved_bytes"]
     for r in rows:

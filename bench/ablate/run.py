@@ -30,15 +30,15 @@ def plan_entries(spec: AblationSpec) -> list[dict]:
 
 
 # The cost model that orders the jobs (longest first), in seconds on one CPU thread, measured on
-# the tiny world side by side (benchmarks/results/speed_memory.json, a loaded 2-core machine):
+# the tiny world side by side (benchmarks/results/speed_memory.json, a quiet 2-core machine):
 # one training sample-step of VCM at batch 8 (~1.2 s per step), the share each reward model adds
-# to it (T2V-Turbo with both: ~1.25x VCM), and one network evaluation of one video at 32 videos
+# to it (T2V-Turbo with both: ~1.35x VCM), and one network evaluation of one video at 32 videos
 # per call (the teacher's 50-step CFG: 100 NFE per video). Only the order depends on them.
 # The shared steps (`bench.step_cache`) make every training after the first cheaper by the same
 # seconds per step (its batch and teacher pass are read), so they leave this order unchanged:
 # the longest training starts first, beside the teacher's generation, and computes them.
 TRAIN_SECONDS_PER_SAMPLE = 0.15
-REWARD_SHARE_OF_STEP = 0.12
+REWARD_SHARE_OF_STEP = 0.17
 SECONDS_PER_VIDEO_NFE = 0.018
 
 
