@@ -368,7 +368,7 @@ def run_v2_ablation(spec: V2AblationSpec, console: Any = None) -> list[Path]:
     from bench.v2 import read_manifest
 
     state_path, spec_dict = record_start(spec, keep=("jobs", "threads_per_job", "bootstrap", "report", "contrasts", "reference"))
-    ctx, _ = worker_context()
+    ctx, worker_env = worker_context()
     manager = ctx.Manager()
     queue = manager.Queue()
     t0 = time.time()
@@ -424,7 +424,8 @@ def run_v2_ablation(spec: V2AblationSpec, console: Any = None) -> list[Path]:
         stage_seconds["rows"] = round(time.time() - ts, 1)
     models = [m for r in spec.rows for m in results[r["name"]]]
     write_json_atomic(state_path, {**json.loads(state_path.read_text()), "finished": True, "models": json_safe(models),
-                                   "stage_seconds": stage_seconds, "wall_seconds": round(time.time() - t0, 1)})
+                                   "stage_seconds": stage_seconds, "wall_seconds": round(time.time() - t0, 1),
+                                   "worker_environment": worker_env})
     return write_v2_report(spec, models)
 
 

@@ -53,6 +53,9 @@ def test_ablation_trains_generates_scores_reports_and_resumes(random_zoo, tmp_pa
     # ran (how many each read depends on which started first); the records are gone once all finished.
     assert "shared_steps_read" in run
     assert not (tmp_path / "runs" / "shared-steps").exists()
+    # What the workers' allocator ran with is recorded (bench/ablate/run.py: WORKER_ENVIRONMENT).
+    assert set(json.loads((tmp_path / "runs" / "ablation.json").read_text())["worker_environment"]) == {
+        "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"}
     # The report keeps what it was made from: the spec, every run record, the training logs.
     kept = tmp_path / "reports" / "mini_runs"
     assert json.loads((kept / "ablation_spec.json").read_text())["name"] == json.loads(

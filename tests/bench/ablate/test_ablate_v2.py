@@ -147,6 +147,8 @@ def test_v2_ablation_end_to_end_with_reuse(random_zoo, tmp_path, monkeypatch):
     assert gen["v2_motion_condition"]["values"][0] == 0.05 and gen["config"]["origin_steps"] == 20
     assert json.loads((tmp_path / "a" / "v2-no-mg" / "videos" / "tiny_2step" / "generation.json").read_text())[
         "v2_motion_condition"] is None
+    assert set(json.loads((tmp_path / "a" / "ablation.json").read_text())["worker_environment"]) == {
+        "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"}
     kept = tmp_path / "reports" / "a_runs"
     assert (kept / "cache.json").is_file() and (kept / "v2-mg" / "train_log.csv").is_file()
     # Resume: everything is complete, so nothing is trained again and the report is the same.
