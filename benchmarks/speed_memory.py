@@ -12,16 +12,17 @@
    50-step teacher's seconds from its per-step cost; one real 50-step run is recorded beside.
    A per-call profile beside it shows where the cost per NFE goes (one vs two CFG calls, an
    unmerged adapter, one merged per call as training's target pass runs it, train-mode
-   dropout, diffusers' per-call dtype walk).
+   dropout, diffusers' per-call dtype walk, the temporal convs on Conv3d's own kernel).
 2. Reward-step memory: the reward gradient through the single-step prediction (T2V-Turbo)
    vs through an n-step sampling chain (what it avoids), for n = 1, 2, 4, 8: bytes that
    autograd keeps for backward (exact and device-independent) and, on CUDA, peak memory.
 3. Training-step cost: one whole distillation step as `bench train` runs it (batch, text
    encoding, Algorithm 1's step, backward, optimizer, target update) for VCM and for
    T2V-Turbo (image + video reward), each with the LoRA layers merged per call (what training
-   runs) and with peft's layer forward, interleaved step by step, at several batch sizes:
+   runs) and with peft's layer forward, and merged with the temporal convs on Conv3d's own
+   kernel instead of as 2-D convolutions, interleaved step by step, at several batch sizes:
    seconds per step and per sample, what the reward feedback costs as a ratio to VCM, and
-   what the merged forward gains over peft's.
+   what the merged forward and the 2-D temporal convs each gain.
 
 Default: the shipped tiny-world zoo on the CPU, one thread (as `bench ablate` runs its jobs:
 with other processes on the cores, OpenMP's 2 threads spin-wait and a call can get many
@@ -36,6 +37,7 @@ machine and its load, which the results file records (load average before and af
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import time
@@ -84,6 +86,8 @@ def call_profile(teacher, student_lora, student, prompts, device, batches=BATCHE
             "student LoRA merged per call, eval (training's target)": (lambda: _merged_per_call(student_lora, z, t, text, w), 1),
             "student unmerged LoRA, train mode (old benchmark)": (lambda: student_lora.train()(z, t, encoder_hidden_states=text, timestep_cond=w), 1),
             "student merged, eval, dtype cached": (lambda: _cached(student, z, t, text, w, cached_dtype), 1),
+            "teacher CFG, one call of 2B, temporal convs as Conv3d": (lambda: _conv3d(unet, z2, t2, c2, None), 2),
+            "student merged, eval, temporal convs as Conv3d": (lambda: _conv3d(student, z, t, text, w), 1),
         }
         times = {k: [] for k in calls}
         with torch.no_grad():
@@ -114,6 +118,11 @@ def _merged_per_call(student_lora, z, t, text, w):
 
     with merged_lora_forward(student_lora.eval()):
         return student_lora(z, t, encoder_hidden_states=text, timestep_cond=w)
+
+
+def _conv3d(unet, z, t, text, w):
+    with temporal_conv_kernel("3d"):
+        return unet(z, t, encoder_hidden_states=text, timestep_cond=w)
 
 
 def _cached(student, z, t, text, w, cached_dtype):
@@ -272,10 +281,11 @@ def step_cost(teacher, rewards, device, batches=(1, 4, 8), repeats: int = 3) -> 
     from t2v_turbo_core.lora import LORA_FORWARDS, trainable_parameters
 
     # (variant, how the LoRA layers compute: "merged" is what `bench train` runs, "adapter" is
-    # peft's layer forward, what it ran before): the ratio of the two is the merged forward's gain.
+    # peft's layer forward, what it ran before; how the temporal convs run: "2d" is what it runs,
+    # "3d" is Conv3d's own kernel, what it ran before): the ratios are each change's gain.
     setups = {}
     for variant in ("vcm", "vcm+img+vid"):
-        for form in LORA_FORWARDS:
+        for form, conv in [(f, "2d") for f in LORA_FORWARDS] + [("merged", "3d")]:
             base = load_config("tiny")
             cfg = dataclasses.replace(base, variant=variant, rm_vid="viclip",
                                       distill=dataclasses.replace(base.distill, lora_forward=form))
@@ -284,20 +294,21 @@ def step_cost(teacher, rewards, device, batches=(1, 4, 8), repeats: int = 3) -> 
             distiller = make_distiller(cfg, teacher, student, rewards["image"] if cfg.uses_image_reward else None,
                                        rewards["viclip"] if cfg.uses_video_reward else None)
             params = list(trainable_parameters(student).values())
-            setups[(variant, form)] = (cfg, distiller, params, torch.optim.AdamW(params, lr=cfg.lr),
-                                       TinyWorldBatches(teacher, cfg.seed, 0))
+            setups[(variant, form, conv)] = (cfg, distiller, params, torch.optim.AdamW(params, lr=cfg.lr),
+                                             TinyWorldBatches(teacher, cfg.seed, 0))
 
     def one(key, step: int, b: int) -> float:
         cfg, distiller, params, optimizer, data = setups[key]
         _sync(device)
         t0 = time.perf_counter()
-        latents, prompts = data(step, b, device)
-        out = distiller.step(latents, teacher.text_encoder(prompts), prompts, generator=torch.Generator().manual_seed(step))
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        distiller.update_target()
+        with temporal_conv_kernel(key[2]):
+            latents, prompts = data(step, b, device)
+            out = distiller.step(latents, teacher.text_encoder(prompts), prompts, generator=torch.Generator().manual_seed(step))
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            distiller.update_target()
         _sync(device)
         return time.perf_counter() - t0
 
@@ -309,16 +320,34 @@ def step_cost(teacher, rewards, device, batches=(1, 4, 8), repeats: int = 3) -> 
         for r in range(repeats):  # interleaved: the machine's load weighs on all alike
             for key in setups:
                 times[key].append(one(key, 1 + r, b))
-        for (variant, form), ts in times.items():
+        for (variant, form, conv), ts in times.items():
             sec = statistics.median(ts)
-            rows.append({"variant": variant, "lora_forward": form, "batch": b, "seconds_per_step": sec,
+            rows.append({"variant": variant, "lora_forward": form, "temporal_conv": conv, "batch": b, "seconds_per_step": sec,
                          "seconds_per_sample": sec / b, "seconds_per_step_all": ts})
         print(f"  training steps at batch {b} done", flush=True)
-    sec = {(r["variant"], r["lora_forward"], r["batch"]): r["seconds_per_step"] for r in rows}
+    sec = {(r["variant"], r["lora_forward"], r["temporal_conv"], r["batch"]): r["seconds_per_step"] for r in rows}
     for r in rows:
-        r["ratio_vs_vcm"] = r["seconds_per_step"] / sec[("vcm", r["lora_forward"], r["batch"])]
-        r["speedup_vs_adapter"] = sec[(r["variant"], "adapter", r["batch"])] / r["seconds_per_step"]
+        v, f, c, b = r["variant"], r["lora_forward"], r["temporal_conv"], r["batch"]
+        r["ratio_vs_vcm"] = r["seconds_per_step"] / sec[("vcm", f, c, b)]
+        # The merged forward's gain (same convs) and the 2-D temporal convs' gain (same forward).
+        r["speedup_vs_adapter"] = sec[(v, "adapter", c, b)] / r["seconds_per_step"] if (v, "adapter", c, b) in sec else None
+        r["speedup_vs_conv3d"] = sec[(v, f, "3d", b)] / r["seconds_per_step"] if (v, f, "3d", b) in sec else None
     return rows
+
+
+@contextlib.contextmanager
+def temporal_conv_kernel(kind: str):
+    """"2d": the temporal convs as the models run them (`TemporalConv3d`); "3d": Conv3d's own
+    kernel at every batch (the threshold below which they run as 2-D convolutions set to 0)."""
+    from t2v_turbo_core import models
+
+    saved = models.TEMPORAL_CONV_2D_BELOW_BATCH
+    if kind == "3d":
+        models.TEMPORAL_CONV_2D_BELOW_BATCH = 0
+    try:
+        yield
+    finally:
+        models.TEMPORAL_CONV_2D_BELOW_BATCH = saved
 
 
 SECTIONS = ("sampling", "memory", "train_step")
@@ -402,10 +431,15 @@ def print_tables(result: dict) -> None:
         for r in result["reward_memory"]:
             print(f"{r['reward_through']:<38}{r['sampling_steps']:>6}{r['saved_bytes'] / 2**20:>10.1f}{r['ratio_vs_t2v_turbo']:>8.2f}")
     if "train_step" in result:
-        print(f"\n{'training step':<16}{'LoRA':>9}{'batch':>6}{'s/step':>9}{'s/sample':>10}{'vs VCM':>8}{'vs adapter':>12}")
+        print(f"\n{'training step':<16}{'LoRA':>9}{'tconv':>6}{'batch':>6}{'s/step':>9}{'s/sample':>10}{'vs VCM':>8}"
+              f"{'vs adapter':>12}{'vs conv3d':>11}")
+
+        def x(v):
+            return f"{v:>11.2f}x" if v is not None else f"{'':>12}"
         for r in result["train_step"]:
-            print(f"{r['variant']:<16}{r.get('lora_forward', 'adapter'):>9}{r['batch']:>6}{r['seconds_per_step']:>9.3f}"
-                  f"{r['seconds_per_sample']:>10.3f}{r['ratio_vs_vcm']:>7.2f}x{r.get('speedup_vs_adapter', 1.0):>11.2f}x")
+            print(f"{r['variant']:<16}{r.get('lora_forward', 'adapter'):>9}{r.get('temporal_conv', '3d'):>6}{r['batch']:>6}"
+                  f"{r['seconds_per_step']:>9.3f}{r['seconds_per_sample']:>10.3f}{r['ratio_vs_vcm']:>7.2f}x"
+                  f"{x(r.get('speedup_vs_adapter', 1.0))}{x(r.get('speedup_vs_conv3d'))}")
 
 
 if __name__ == "__main__":

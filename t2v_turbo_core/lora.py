@@ -19,6 +19,8 @@ from typing import Iterable, Iterator
 import torch
 from torch import nn
 
+from t2v_turbo_core.models import TemporalConv3d
+
 # The w projection in diffusers' TimestepEmbedding; trained in full, never LoRA-wrapped.
 W_PROJECTION_SUFFIX = "cond_proj"
 LORA_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -157,7 +159,7 @@ def _mergeable(layer: nn.Module) -> str | None:
         return None
     adapter = active[0]
     base, lora_a, lora_b = layer.get_base_layer(), layer.lora_A[adapter], layer.lora_B[adapter]
-    if type(base) not in (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d) or getattr(base, "groups", 1) != 1:
+    if type(base) not in (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, TemporalConv3d) or getattr(base, "groups", 1) != 1:
         return None
     if lora_a.bias is not None or lora_b.bias is not None or lora_a.weight.dtype != base.weight.dtype:
         return None

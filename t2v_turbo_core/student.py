@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from t2v_turbo_core.lora import W_PROJECTION_SUFFIX, LoraSettings, add_lora, init_w_projection
+from t2v_turbo_core.models import use_temporal_conv2d
 
 
 def _is_w_projection(name: str) -> bool:
@@ -101,6 +102,8 @@ def finish_student(student: nn.Module, lora: LoraSettings | None) -> nn.Module:
     projection's initialisation, then the LoRA adapters (or, with `lora=None`, full
     fine-tuning: every weight trains, and the caller needs a separate frozen teacher)."""
     init_w_projection(student, lora.w_proj_init if lora is not None else "zero")
+    # Before LoRA wraps them: peft keeps the base layer's class.
+    use_temporal_conv2d(student)
     if lora is not None:
         add_lora(student, lora)
     else:

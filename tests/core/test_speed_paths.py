@@ -5,7 +5,9 @@
   way the distiller computed it before (every walk redone, the plain diffusers dtype);
 * CFG's two predictions in two calls equal the one batched call (to float rounding);
 * `cached_dtype` is the dtype diffusers computes and leaves the model as it found it;
-* `prepare_for_sampling` (merged adapter, eval mode) is the student's function.
+* `prepare_for_sampling` (merged adapter, eval mode) is the student's function;
+* a temporal conv run as a 2-D convolution on the CPU (`TemporalConv3d`) is Conv3d's function,
+  gradients included, and the models and students get it without any change of weights.
 """
 
 import dataclasses
@@ -17,7 +19,14 @@ import torch
 from t2v_turbo_core.distillation import ConsistencyDistiller, DistillationConfig
 from t2v_turbo_core.lora import LoraSettings, adapters_disabled, trainable_parameters
 from t2v_turbo_core.losses import distance
-from t2v_turbo_core.models import VideoVAE, cached_dtype, predict_noise
+from t2v_turbo_core.models import (
+    TEMPORAL_CONV_2D_BELOW_BATCH,
+    TemporalConv3d,
+    VideoVAE,
+    cached_dtype,
+    predict_noise,
+    use_temporal_conv2d,
+)
 from t2v_turbo_core.rewards import mixed_reward_loss
 from t2v_turbo_core.sampling import (
     CFG_SPLIT_MIN_BATCH,
@@ -189,6 +198,62 @@ def test_cached_dtype_is_diffusers_dtype_and_is_undone(tiny_unet3d):
     with pytest.raises(RuntimeError, match="boom"), cached_dtype(unet):
         raise RuntimeError("boom")
     assert type(unet) is cls
+
+
+@pytest.mark.parametrize("stride, dilation, groups", [(1, 1, 1), (2, 1, 1), (1, 2, 2)])
+def test_temporal_conv3d_is_conv3d_forward_and_backward(monkeypatch, stride, dilation, groups):
+    torch.manual_seed(0)
+    plain = torch.nn.Conv3d(6, 4, (3, 1, 1), stride=(stride, 1, 1), padding=(dilation, 0, 0), dilation=(dilation, 1, 1), groups=groups)
+    fast = torch.nn.Conv3d(6, 4, (3, 1, 1), stride=(stride, 1, 1), padding=(dilation, 0, 0), dilation=(dilation, 1, 1), groups=groups)
+    fast.load_state_dict(plain.state_dict())
+    assert use_temporal_conv2d(fast) == 1 and type(fast) is TemporalConv3d
+    calls = []
+    conv2d = torch.nn.functional.conv2d
+    monkeypatch.setattr(torch.nn.functional, "conv2d", lambda *a, **k: calls.append(1) or conv2d(*a, **k))
+    for batch in (1, 3, TEMPORAL_CONV_2D_BELOW_BATCH):
+        x = torch.randn(batch, 6, 7, 3, 5, generator=torch.Generator().manual_seed(batch))
+        xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        before = len(calls)
+        ya, yb = plain(xa), fast(xb)
+        # Below the threshold the 2-D convolution ran; from it up, Conv3d's own kernel.
+        assert len(calls) - before == (1 if batch < TEMPORAL_CONV_2D_BELOW_BATCH else 0)
+        torch.testing.assert_close(yb, ya, rtol=1e-5, atol=1e-6)
+        g = torch.randn(ya.shape, generator=torch.Generator().manual_seed(9))
+        ga = torch.autograd.grad(ya, (xa, plain.weight, plain.bias), g)
+        gb = torch.autograd.grad(yb, (xb, fast.weight, fast.bias), g)
+        for a, b in zip(ga, gb):
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+
+
+def test_models_and_students_get_temporal_conv2d_and_nothing_else_changes(tiny_unet3d, tiny_vae):
+    unet = tiny_unet3d(seed=0)
+    plain_state = {k: v.clone() for k, v in unet.state_dict().items()}
+    temporal = [n for n, m in unet.named_modules() if type(m) is torch.nn.Conv3d]
+    assert temporal, "the tiny UNet3D has temporal convs"
+    others = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 3, padding=1), torch.nn.Conv3d(3, 4, (1, 2, 2), stride=(1, 2, 2)),
+                                 torch.nn.Conv3d(3, 4, (3, 1, 1), padding="same"), torch.nn.Conv3d(3, 4, (3, 1, 1), padding_mode="circular"))
+    assert use_temporal_conv2d(others) == 0 and all(type(m) is torch.nn.Conv3d for m in others)
+    z, t = torch.randn(2, 4, 3, 4, 4, generator=torch.Generator().manual_seed(1)), torch.tensor([500, 20])
+    text = torch.randn(2, 5, TEXT_DIM, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        before = unet(z, t, encoder_hidden_states=text).sample
+    from t2v_turbo_core.models import TextToVideoModel
+
+    model = TextToVideoModel("toy", unet, VideoVAE(tiny_vae(seed=0)), ToyTextEncoder(), NoiseSchedule.scaled_linear(),
+                             num_frames=3, height=32, width=32, fps=8, make_student=None)
+    assert all(type(model.unet.get_submodule(n)) is TemporalConv3d for n in temporal)
+    assert list(unet.state_dict()) == list(plain_state) and all(torch.equal(unet.state_dict()[k], v) for k, v in plain_state.items())
+    with torch.no_grad():
+        after = unet(z, t, encoder_hidden_states=text).sample
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-6)
+    # The student (built from the config, on the teacher's tensors) gets them under its LoRA,
+    # and its merged-per-call forward treats them like any Conv3d.
+    from t2v_turbo_core.lora import _mergeable
+
+    student = student_from_diffusers_unet(unet, LoraSettings(rank=4, dropout=0.0))
+    wrapped = [m for m in student.modules() if type(m).__name__ == "Conv3d" and hasattr(m, "base_layer")]
+    assert wrapped and all(type(m.get_base_layer()) is TemporalConv3d for m in wrapped)
+    assert all(_mergeable(m) is not None for m in wrapped)
 
 
 def test_prepare_for_sampling_merges_and_turns_dropout_off(tiny_unet3d):
