@@ -23,6 +23,9 @@
    kernel instead of as 2-D convolutions, interleaved step by step, at several batch sizes:
    seconds per step and per sample, what the reward feedback costs as a ratio to VCM, and
    what the merged forward and the 2-D temporal convs each gain.
+4. `torch.compile` (only with `--sections compile`): the teacher's UNet compiled by inductor at
+   1, 2 and 32 videos per call, the seconds each shape takes to compile, and its calls against
+   eager ones, interleaved.
 
 Default: the shipped tiny-world zoo on the CPU, one thread (as `bench ablate` runs its jobs:
 with other processes on the cores, OpenMP's 2 threads spin-wait and a call can get many
@@ -32,6 +35,7 @@ machine and its load, which the results file records (load average before and af
 
     .venv/bin/python benchmarks/speed_memory.py [--zoo DIR] [--device cpu|cuda] [--threads 1]
         [--sections sampling,memory,train_step] [--out benchmarks/results/speed_memory.json]
+    .venv/bin/python benchmarks/speed_memory.py --sections compile --out benchmarks/results/compile_probe.json
 """
 
 from __future__ import annotations
@@ -350,7 +354,59 @@ def temporal_conv_kernel(kind: str):
         models.TEMPORAL_CONV_2D_BELOW_BATCH = saved
 
 
-SECTIONS = ("sampling", "memory", "train_step")
+def compile_probe(teacher, prompts, device, batches=(1, 2, 32), repeats: int = 5) -> list[dict]:
+    """`torch.compile` (inductor, static shapes) of the teacher's UNet, no grad, per batch size:
+    the seconds it takes to compile (and make the first call), then eager and compiled calls
+    interleaved. Each batch size compiles anew, into an empty inductor cache directory: the
+    price a fresh machine pays per shape (a warm cache takes seconds)."""
+    import shutil
+    import tempfile
+
+    import torch._dynamo
+
+    rows = []
+    unet = teacher.unet
+    saved_cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    for b in batches:
+        torch._dynamo.reset()  # no graph of another shape, or of an earlier probe, reused
+        cache = tempfile.mkdtemp(prefix="inductor-probe-")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+        text = teacher.text_encoder(prompts[:b]).to(device)
+        z = torch.randn(teacher.latent_shape(b), generator=torch.Generator().manual_seed(b)).to(device)
+        t = torch.full((b,), 500, device=device)
+        with torch.no_grad():
+            eager = unet(z, t, encoder_hidden_states=text, return_dict=False)[0]
+            compiled_unet = torch.compile(unet, dynamic=False)
+            _sync(device)
+            t0 = time.perf_counter()
+            compiled = compiled_unet(z, t, encoder_hidden_states=text, return_dict=False)[0]
+            _sync(device)
+            compile_seconds = time.perf_counter() - t0
+            times = {"eager": [], "compiled": []}
+            for _ in range(repeats):
+                for k, m in (("eager", unet), ("compiled", compiled_unet)):
+                    _sync(device)
+                    t0 = time.perf_counter()
+                    m(z, t, encoder_hidden_states=text, return_dict=False)
+                    _sync(device)
+                    times[k].append(time.perf_counter() - t0)
+        e, c = _median_ms(times["eager"]), _median_ms(times["compiled"])
+        rows.append({"batch": b, "compile_and_first_call_seconds": compile_seconds, "eager_ms_per_call": e,
+                     "compiled_ms_per_call": c, "speedup": e / c, "max_abs_difference": float((compiled - eager).abs().max())})
+        print(f"  compiled at {b} videos per call done", flush=True)
+        del compiled_unet
+        torch._dynamo.reset()
+        shutil.rmtree(cache, ignore_errors=True)
+    if saved_cache is None:
+        os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+    else:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = saved_cache
+    return rows
+
+
+# "compile" is not run by default: it compiles the UNet once per batch size (minutes on a CPU).
+SECTIONS = ("sampling", "memory", "train_step", "compile")
+DEFAULT_SECTIONS = ("sampling", "memory", "train_step")
 
 
 def main(argv=None) -> int:
@@ -362,7 +418,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="interleaved timed runs of each sampler (median)")
     p.add_argument("--train-batches", default="1,4,8")
     p.add_argument("--train-repeats", type=int, default=3)
-    p.add_argument("--sections", default=",".join(SECTIONS), help=f"which of {', '.join(SECTIONS)}")
+    p.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
+                   help=f"which of {', '.join(SECTIONS)} (default: {', '.join(DEFAULT_SECTIONS)})")
     p.add_argument("--load-note", default="", help="what else ran on the machine (recorded in the results)")
     p.add_argument("--out", default="benchmarks/results/speed_memory.json")
     args = p.parse_args(argv)
@@ -401,6 +458,9 @@ def main(argv=None) -> int:
     if "train_step" in sections:
         print("training steps ...", flush=True)
         result["train_step"] = step_cost(teacher, rms, device, tuple(int(x) for x in args.train_batches.split(",")), args.train_repeats)
+    if "compile" in sections:
+        print("torch.compile ...", flush=True)
+        result["compile"] = compile_probe(teacher, prompts, device)
     result["load"] = {"loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": os.getloadavg(), "cpus": os.cpu_count(),
                       "note": args.load_note, "wall_seconds": round(time.time() - t_start, 1)}
     out = Path(args.out)
@@ -430,6 +490,11 @@ def print_tables(result: dict) -> None:
         print(f"\n{'reward gradient through':<38}{'steps':>6}{'saved MB':>10}{'ratio':>8}")
         for r in result["reward_memory"]:
             print(f"{r['reward_through']:<38}{r['sampling_steps']:>6}{r['saved_bytes'] / 2**20:>10.1f}{r['ratio_vs_t2v_turbo']:>8.2f}")
+    if "compile" in result:
+        print(f"\n{'teacher UNet, torch.compile':<30}{'videos':>7}{'compile s':>10}{'eager ms':>10}{'compiled ms':>12}{'speedup':>9}")
+        for r in result["compile"]:
+            print(f"{'':<30}{r['batch']:>7}{r['compile_and_first_call_seconds']:>10.1f}{r['eager_ms_per_call']:>10.1f}"
+                  f"{r['compiled_ms_per_call']:>12.1f}{r['speedup']:>8.2f}x")
     if "train_step" in result:
         print(f"\n{'training step':<16}{'LoRA':>9}{'tconv':>6}{'batch':>6}{'s/step':>9}{'s/sample':>10}{'vs VCM':>8}"
               f"{'vs adapter':>12}{'vs conv3d':>11}")
