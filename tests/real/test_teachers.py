@@ -30,7 +30,7 @@ from t2v_turbo_core.arch.videocrafter2 import (
     VideoCrafter2UNetConfig,
 )
 from t2v_turbo_core.lora import LoraSettings, merge_lora, trainable_parameters
-from t2v_turbo_core.models import TextToVideoModel, predict_noise
+from t2v_turbo_core.models import TemporalConv3d, TextToVideoModel, predict_noise
 from t2v_turbo_core.schedule import NoiseSchedule, guidance_scale_embedding
 from t2v_turbo_core.teachers import (
     CheckpointMismatchError,
@@ -68,6 +68,9 @@ def tiny_vc2_ckpt(tmp_path_factory) -> Path:
 def test_vc2_checkpoint_loads_strictly_and_runs(tiny_vc2_ckpt):
     bundle = load_videocrafter2(tiny_vc2_ckpt, config=TINY_VC2)
     assert isinstance(bundle, TextToVideoModel) and bundle.name == "vc2"
+    # LVDM's (3, 1, 1) temporal convs run as 2-D convolutions on the CPU at small batches.
+    convs = [m for m in bundle.unet.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert convs and all(type(m) is TemporalConv3d for m in convs)
     # The weights really are the checkpoint's (a strict, not a silent, load).
     sd = torch.load(tiny_vc2_ckpt, weights_only=True)["state_dict"]
     torch.testing.assert_close(bundle.unet.state_dict()["init_attn.0.proj_in.weight"], sd["model.diffusion_model.init_attn.0.proj_in.weight"])
@@ -393,6 +396,8 @@ def test_modelscope_folder_loads_and_runs(tiny_ms_dir):
     assert json.loads((tiny_ms_dir / "model_index.json").read_text())["unet"] == ["diffusers", "UNet3DConditionModel"]
     bundle = load_modelscope(tiny_ms_dir)
     assert bundle.name == "ms" and (bundle.height, bundle.width, bundle.fps, bundle.cfg_scale) == (256, 256, 8, 9.0)
+    convs = [m for m in bundle.unet.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert convs and all(type(m) is TemporalConv3d for m in convs)
     assert bundle.unet_kwargs == {} and bundle.vae.scaling_factor == 0.18215 and bundle.vae_downsample == 2
     torch.testing.assert_close(bundle.schedule.alphas_cumprod, NoiseSchedule.scaled_linear().alphas_cumprod)
     emb = bundle.text_encoder(["a corgi running on the beach", ""])
@@ -406,6 +411,8 @@ def test_modelscope_folder_loads_and_runs(tiny_ms_dir):
         assert bundle.vae.encode(video, sample=False).shape == z.shape
 
     student = bundle.make_student()  # rank 32 by default (T2V-Turbo's ModelScope student)
+    assert all(type(m.get_base_layer()) is TemporalConv3d for m in student.modules()
+               if isinstance(getattr(m, "base_layer", None), torch.nn.Conv3d))
     assert tuple(student.get_submodule("conv_in").lora_A["default"].weight.shape)[0] == 32
     assert "time_embedding.cond_proj.weight" in trainable_parameters(student)
     student.eval()
